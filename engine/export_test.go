@@ -1,0 +1,4 @@
+package engine
+
+// LoadMigrations exposes the migration loader to the external tests.
+var LoadMigrations = loadMigrations

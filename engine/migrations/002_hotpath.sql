@@ -1,0 +1,305 @@
+-- braid engine, version 2: the rules (one definition each) and the hot-path functions.
+--
+-- Advisory lock namespaces (two-int form: namespace, key). The lock order is in doc.go.
+--   1 lane enqueue   key lane_id                     exclusive, held to commit by enqueue
+--   2 lane claim     key lane_id                     try-lock by claim; cancel-before-claim waits on it
+--   3 claim batch    key batch_id & 0x7fffffff       every statement that ends attempts of the batch
+--   4 queue fence    key hashtext(queue)             shared by enqueue, exclusive by seal
+
+-- THE counter bucket rule. Every writer, fold and rebuild uses this function.
+CREATE FUNCTION braid.bucket(job_id bigint) RETURNS smallint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (job_id % 256)::smallint;
+
+-- THE claim cursor rule: a lane's cursor is the newest lane_seq any retained emission covers.
+-- Sound across prune because a slot's emissions and the rows they emitted share the slot, and
+-- slots are pruned oldest first (see doc.go, "Why the cursor cannot be lost").
+CREATE FUNCTION braid.lane_cursor(p_lane_id integer) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN coalesce((SELECT e.last_seq FROM braid.emission e WHERE e.lane_id = p_lane_id
+                 ORDER BY e.last_seq DESC LIMIT 1), 0);
+
+-- THE tombstone rule: a ready row with a tombstone is never claimed.
+CREATE FUNCTION braid.tombstoned(p_qslot smallint, p_lane_id integer, p_lane_seq bigint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN EXISTS (SELECT 1 FROM braid.tombstone t
+               WHERE t.qslot = p_qslot AND t.lane_id = p_lane_id AND t.lane_seq = p_lane_seq);
+
+-- THE open-attempt rule (DESIGN.md §2.3): an attempt is open iff its claim-batch member has no
+-- closure. Every reader and writer that needs open attempts calls this function with the claim
+-- batches it cares about; nothing else in the schema or the Go code restates the predicate.
+CREATE FUNCTION braid.open_attempts(p_cslots smallint[], p_batch_ids bigint[])
+RETURNS TABLE (cslot smallint, batch_id bigint, idx integer, job_id bigint, run_lease bigint,
+               lane_seq bigint, attempt integer, lane_id integer, qslot smallint,
+               has_unique boolean, claimed_at timestamptz, deadline_at timestamptz, node text)
+LANGUAGE sql STABLE AS $$
+    WITH k AS (
+        SELECT DISTINCT k.cslot, k.batch_id FROM unnest(p_cslots, p_batch_ids) AS k(cslot, batch_id)
+    ), closed AS (
+        SELECT c.batch_id, m.idx
+        FROM k
+        JOIN braid.closure c ON c.cslot = k.cslot AND c.batch_id = k.batch_id
+        CROSS JOIN LATERAL unnest(c.members) AS m(idx)
+    )
+    SELECT b.cslot, b.batch_id, m.idx::integer, m.job_id, m.run_lease, m.lane_seq, m.attempt,
+           b.lane_id, b.qslot, b.has_unique, b.claimed_at, b.deadline_at, b.node
+    FROM k
+    JOIN braid.claim_batch b ON b.cslot = k.cslot AND b.batch_id = k.batch_id
+    CROSS JOIN LATERAL unnest(b.job_ids, b.run_leases, b.lane_seqs, b.attempts)
+        WITH ORDINALITY AS m(job_id, run_lease, lane_seq, attempt, idx)
+    WHERE NOT EXISTS (SELECT 1 FROM closed WHERE closed.batch_id = b.batch_id AND closed.idx = m.idx)
+$$;
+
+-- The current generation and slot of a ring.
+CREATE FUNCTION braid.ring_current(p_ring text, OUT generation bigint, OUT slot smallint)
+LANGUAGE sql STABLE AS $$
+    SELECT g.generation, (g.generation % r.slots)::smallint
+    FROM braid.ring r
+    CROSS JOIN LATERAL (SELECT g.generation FROM braid.ring_gen g WHERE g.ring = r.ring
+                        ORDER BY g.generation DESC LIMIT 1) g
+    WHERE r.ring = p_ring
+$$;
+
+-- JobEnqueue: one transaction for a whole batch (DESIGN.md §2.4). Input arrays are parallel,
+-- one element per job, already validated by the caller. p_hashes holds the ordering key's lane
+-- hash (non-negative) or NULL for key-less jobs, which share one rotating lane per call.
+-- Locks: fence (ns 4, shared) per queue sorted by name, then lane enqueue locks (ns 1) sorted by
+-- lane_id, held to commit, so a later lane_seq never commits before an earlier one.
+CREATE FUNCTION braid.job_enqueue(
+    p_queues text[], p_priorities smallint[], p_hashes bigint[], p_kinds text[], p_args jsonb[],
+    p_metadata jsonb[], p_max_attempts integer[], p_run_at timestamptz[], p_unique_keys text[],
+    p_default_lanes smallint, p_default_dlq boolean, p_default_max_attempts integer,
+    p_default_deadline interval, p_now timestamptz)
+RETURNS TABLE (ord integer, job_id bigint, duplicate_of bigint, deferred boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now     timestamptz := coalesce(p_now, now());
+    v_n       integer := cardinality(p_queues);
+    v_rot     bigint := nextval('braid.lane_rotation_seq');
+    v_refused record;
+    v_qslot   smallint;
+    v_lane_no smallint[];
+    v_lane    integer[];
+    v_ids     bigint[];
+    v_dup     bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);
+    v_seq     bigint[];
+BEGIN
+    -- Fences: the shared lock must be its own statement, so the fence read below sees any seal
+    -- that committed while this transaction waited for the lock.
+    PERFORM pg_advisory_xact_lock_shared(4, hashtext(q))
+    FROM (SELECT DISTINCT unnest(p_queues) AS q ORDER BY 1) s;
+
+    SELECT f.queue, f.epoch, f.state, f.moved_to INTO v_refused
+    FROM braid.fence f WHERE f.queue = ANY (p_queues) AND f.state <> 'active'
+    ORDER BY f.queue LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'queue % is % on this shard', v_refused.queue, v_refused.state
+            USING ERRCODE = 'BR001',
+                  DETAIL = json_build_object('queue', v_refused.queue, 'epoch', v_refused.epoch,
+                                             'state', v_refused.state, 'moved_to', v_refused.moved_to)::text;
+    END IF;
+
+    INSERT INTO braid.queue (name, lanes, dlq, max_attempts, deadline)
+    SELECT DISTINCT q, p_default_lanes, p_default_dlq, p_default_max_attempts, p_default_deadline
+    FROM unnest(p_queues) AS q
+    WHERE NOT EXISTS (SELECT 1 FROM braid.queue x WHERE x.name = q)
+    ON CONFLICT DO NOTHING;
+
+    -- Lane choice: the ordering key's hash, or one rotating lane for all key-less jobs of the call.
+    SELECT array_agg(((coalesce(j.h, v_rot)) % q.lanes)::smallint ORDER BY j.ord) INTO v_lane_no
+    FROM unnest(p_queues, p_hashes) WITH ORDINALITY AS j(queue, h, ord)
+    JOIN braid.queue q ON q.name = j.queue;
+
+    INSERT INTO braid.lane (queue, priority, lane_no)
+    SELECT DISTINCT j.queue, j.priority, j.lane_no
+    FROM unnest(p_queues, p_priorities, v_lane_no) AS j(queue, priority, lane_no)
+    WHERE NOT EXISTS (SELECT 1 FROM braid.lane l
+                      WHERE l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority)
+    ON CONFLICT DO NOTHING;
+
+    SELECT array_agg(l.lane_id ORDER BY j.ord) INTO v_lane
+    FROM unnest(p_queues, p_priorities, v_lane_no) WITH ORDINALITY AS j(queue, priority, lane_no, ord)
+    JOIN braid.lane l ON l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority;
+
+    PERFORM pg_advisory_xact_lock(1, l) FROM (SELECT DISTINCT unnest(v_lane) AS l ORDER BY 1) s;
+
+    -- Read the ring only under the lane locks: a lane's rows then sit in non-decreasing
+    -- generations in lane_seq order, which prune relies on.
+    SELECT c.slot INTO v_qslot FROM braid.ring_current('queue') c;
+
+    v_ids := ARRAY(SELECT nextval('braid.job_id_seq') FROM generate_series(1, v_n));
+
+    IF EXISTS (SELECT 1 FROM unnest(p_unique_keys) AS k WHERE k IS NOT NULL) THEN
+        INSERT INTO braid.unique_claim (queue, unique_key, job_id)
+        SELECT j.queue, j.k, v_ids[j.ord]
+        FROM unnest(p_queues, p_unique_keys) WITH ORDINALITY AS j(queue, k, ord)
+        WHERE j.k IS NOT NULL
+        ORDER BY j.ord
+        ON CONFLICT DO NOTHING;
+
+        SELECT array_agg(CASE WHEN u.job_id = v_ids[j.ord] THEN NULL ELSE u.job_id END ORDER BY j.ord)
+        INTO v_dup
+        FROM unnest(p_queues, p_unique_keys) WITH ORDINALITY AS j(queue, k, ord)
+        LEFT JOIN braid.unique_claim u ON u.queue = j.queue AND u.unique_key = j.k;
+    END IF;
+
+    -- lane_seq numbers in input order, taken under the lane locks.
+    v_seq := ARRAY(SELECT nextval('braid.lane_seq_seq') FROM generate_series(1, v_n));
+
+    INSERT INTO braid.ready (qslot, lane_id, lane_seq, job_id, run_lease, attempt, max_attempts,
+                             kind, args, metadata, errors, unique_key, run_at, created_at)
+    SELECT v_qslot, v_lane[j.ord], v_seq[j.ord], v_ids[j.ord], 0, 0,
+           coalesce(j.max_attempts, q.max_attempts), j.kind, j.args, j.metadata, NULL, j.k,
+           v_now, v_now
+    FROM unnest(p_queues, p_kinds, p_args, p_metadata, p_max_attempts, p_run_at, p_unique_keys)
+         WITH ORDINALITY AS j(queue, kind, args, metadata, max_attempts, run_at, k, ord)
+    JOIN braid.queue q ON q.name = j.queue
+    WHERE v_dup[j.ord] IS NULL AND (j.run_at IS NULL OR j.run_at <= v_now)
+    ORDER BY j.ord;
+
+    INSERT INTO braid.deferred (job_id, queue, priority, lane_no, reason, run_lease, attempt,
+                                max_attempts, kind, args, metadata, errors, unique_key, run_at, created_at)
+    SELECT v_ids[j.ord], j.queue, j.priority, v_lane_no[j.ord], 1, 0, 0,
+           coalesce(j.max_attempts, q.max_attempts), j.kind, j.args, j.metadata, NULL, j.k,
+           j.run_at, v_now
+    FROM unnest(p_queues, p_priorities, p_kinds, p_args, p_metadata, p_max_attempts, p_run_at, p_unique_keys)
+         WITH ORDINALITY AS j(queue, priority, kind, args, metadata, max_attempts, run_at, k, ord)
+    JOIN braid.queue q ON q.name = j.queue
+    WHERE v_dup[j.ord] IS NULL AND j.run_at > v_now;
+
+    PERFORM pg_notify('braid.ready', q)
+    FROM (SELECT DISTINCT j.queue AS q
+          FROM unnest(p_queues, p_run_at) WITH ORDINALITY AS j(queue, run_at, ord)
+          WHERE v_dup[j.ord] IS NULL AND (j.run_at IS NULL OR j.run_at <= v_now)) s;
+
+    RETURN QUERY
+    SELECT j.ord::integer, coalesce(v_dup[j.ord], v_ids[j.ord]), v_dup[j.ord],
+           v_dup[j.ord] IS NULL AND coalesce(j.run_at > v_now, false)
+    FROM unnest(p_run_at) WITH ORDINALITY AS j(run_at, ord)
+    ORDER BY j.ord;
+END
+$$;
+
+-- JobClaim: up to p_max attempts from one lane of a queue (DESIGN.md §2.5). p_lane_no NULL
+-- means any lane. Lanes are tried in priority order; a lane held by another claimer is skipped.
+-- The claim ends at the first row of another queue slot (a claim never spans two ready slots),
+-- writes the emission into the rows' slot and the claim batch into the current claim slot.
+CREATE FUNCTION braid.job_claim(p_queue text, p_lane_no smallint, p_max integer, p_node text,
+                                p_now timestamptz)
+RETURNS TABLE (cslot smallint, batch_id bigint, idx integer, job_id bigint, run_lease bigint,
+               attempt integer, max_attempts integer, priority smallint, lane_no smallint,
+               kind text, args jsonb, metadata jsonb, errors jsonb, unique_key text,
+               run_at timestamptz, created_at timestamptz, deadline_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now      timestamptz := coalesce(p_now, now());
+    v_lane     record;
+    v_cslot    smallint;
+    v_deadline interval;
+BEGIN
+    SELECT q.deadline INTO v_deadline FROM braid.queue q WHERE q.name = p_queue;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    FOR v_lane IN
+        SELECT l.lane_id, l.priority, l.lane_no FROM braid.lane l
+        WHERE l.queue = p_queue AND (p_lane_no IS NULL OR l.lane_no = p_lane_no)
+        ORDER BY l.priority, l.lane_no
+    LOOP
+        -- Its own statement (the correctness trap, DESIGN.md §2.5): the statement below takes its
+        -- snapshot after the lock, so it sees the emission of the claimer that held it before.
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(2, v_lane.lane_id);
+        IF v_cslot IS NULL THEN
+            SELECT c.slot INTO v_cslot FROM braid.ring_current('claim') c;
+        END IF;
+
+        RETURN QUERY
+        WITH cur AS MATERIALIZED (
+            SELECT braid.lane_cursor(v_lane.lane_id) AS seq
+        ), cand AS MATERIALIZED (
+            SELECT r.* FROM braid.ready r
+            WHERE r.lane_id = v_lane.lane_id AND r.lane_seq > (SELECT seq FROM cur)
+            ORDER BY r.lane_seq
+            LIMIT p_max
+        ), cut AS MATERIALIZED (
+            SELECT c.* FROM cand c
+            WHERE c.lane_seq < coalesce((SELECT min(o.lane_seq) FROM cand o
+                                         WHERE o.qslot <> (SELECT h.qslot FROM cand h ORDER BY h.lane_seq LIMIT 1)),
+                                        9223372036854775807)
+        ), live AS MATERIALIZED (
+            SELECT c.*, (row_number() OVER (ORDER BY c.lane_seq))::integer AS idx
+            FROM cut c
+            WHERE NOT braid.tombstoned(c.qslot, c.lane_id, c.lane_seq)
+        ), bid AS MATERIALIZED (
+            SELECT nextval('braid.batch_id_seq') AS id WHERE EXISTS (SELECT 1 FROM cut)
+        ), em AS (
+            INSERT INTO braid.emission (qslot, lane_id, after_seq, last_seq, cslot, batch_id)
+            SELECT min(c.qslot), v_lane.lane_id, (SELECT seq FROM cur), max(c.lane_seq), v_cslot,
+                   (SELECT id FROM bid)
+            FROM cut c
+            HAVING count(*) > 0
+        ), cb AS (
+            INSERT INTO braid.claim_batch (cslot, batch_id, lane_id, qslot, job_ids, run_leases,
+                                           lane_seqs, attempts, n, has_unique, claimed_at,
+                                           deadline_at, node)
+            SELECT v_cslot, (SELECT id FROM bid), v_lane.lane_id, min(l.qslot),
+                   array_agg(l.job_id ORDER BY l.idx), array_agg(l.run_lease + 1 ORDER BY l.idx),
+                   array_agg(l.lane_seq ORDER BY l.idx), array_agg(l.attempt + 1 ORDER BY l.idx),
+                   count(*), bool_or(l.unique_key IS NOT NULL), v_now, v_now + v_deadline, p_node
+            FROM live l
+            HAVING count(*) > 0
+        )
+        SELECT v_cslot, (SELECT id FROM bid), l.idx, l.job_id, l.run_lease + 1, l.attempt + 1,
+               l.max_attempts, v_lane.priority, v_lane.lane_no, l.kind, l.args, l.metadata,
+               l.errors, l.unique_key, l.run_at, l.created_at, v_now + v_deadline
+        FROM live l
+        ORDER BY l.idx;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- JobCompleteFast: the compact success path (DESIGN.md §2.6). Receipts are parallel arrays;
+-- returns the ordinals (1-based) of the receipts that applied. A receipt whose attempt is no
+-- longer open (already completed, rescued, cancelled...) or repeated in the call is stale:
+-- it writes nothing. Writes one closure per claim batch and one completion row per claim batch.
+CREATE FUNCTION braid.job_complete_fast(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
+                                        p_run_leases bigint[], p_now timestamptz)
+RETURNS SETOF integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := coalesce(p_now, now());
+BEGIN
+    -- Enders of one claim batch serialise here, in batch order; a statement of its own so the
+    -- validation below sees every closure committed by the previous holder.
+    PERFORM pg_advisory_xact_lock(3, (b & 2147483647)::integer)
+    FROM (SELECT DISTINCT unnest(p_batch_ids) AS b ORDER BY 1) s;
+
+    RETURN QUERY
+    WITH r AS (
+        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases) WITH ORDINALITY
+            AS r(cslot, batch_id, idx, run_lease, ord)
+    ), ok AS MATERIALIZED (
+        SELECT DISTINCT ON (o.batch_id, o.idx) r.ord, o.*
+        FROM braid.open_attempts(p_cslots, p_batch_ids) o
+        JOIN r ON r.cslot = o.cslot AND r.batch_id = o.batch_id AND r.idx = o.idx
+              AND r.run_lease = o.run_lease
+        ORDER BY o.batch_id, o.idx, r.ord
+    ), cl AS (
+        INSERT INTO braid.closure (cslot, batch_id, members, outcome, closed_at)
+        SELECT ok.cslot, ok.batch_id, array_agg(ok.idx ORDER BY ok.idx), 1, v_now
+        FROM ok GROUP BY ok.cslot, ok.batch_id
+    ), cp AS (
+        INSERT INTO braid.completion (qslot, lane_id, batch_id, job_ids, run_leases, n, completed_at)
+        SELECT ok.qslot, ok.lane_id, ok.batch_id, array_agg(ok.job_id ORDER BY ok.idx),
+               array_agg(ok.run_lease ORDER BY ok.idx), count(*), v_now
+        FROM ok GROUP BY ok.qslot, ok.lane_id, ok.batch_id
+    ), uq AS (
+        DELETE FROM braid.unique_claim u USING ok
+        WHERE ok.has_unique AND u.job_id = ok.job_id
+    )
+    SELECT ok.ord::integer FROM ok;
+END
+$$;

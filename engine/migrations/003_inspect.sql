@@ -1,0 +1,126 @@
+-- braid engine, version 3: inspection (exact counts and job lookup), built on the rules of
+-- version 2 (lane_cursor, tombstoned, open_attempts, bucket).
+--
+-- State codes shared by count_delta, counter and terminal rows:
+--   5 completed, 6 failed, 7 cancelled.
+
+-- QueueCounts: exact counts of one queue on this shard. Non-terminal states are read from the
+-- live structures; terminal states are folded counters + retained deltas + retained compact
+-- completion batches (which carry their count, so the fast path writes no per-job delta).
+CREATE FUNCTION braid.queue_counts(p_queue text)
+RETURNS TABLE (available bigint, running bigint, scheduled bigint, retryable bigint,
+               completed bigint, failed bigint, cancelled bigint, dead_lettered bigint)
+LANGUAGE sql STABLE AS $$
+    WITH lanes AS MATERIALIZED (
+        SELECT l.lane_id FROM braid.lane l WHERE l.queue = p_queue
+    ), avail AS (
+        SELECT count(*) AS n
+        FROM lanes l
+        CROSS JOIN LATERAL (SELECT braid.lane_cursor(l.lane_id) AS seq) cur
+        JOIN braid.ready r ON r.lane_id = l.lane_id AND r.lane_seq > cur.seq
+        WHERE NOT braid.tombstoned(r.qslot, r.lane_id, r.lane_seq)
+    ), batches AS (
+        SELECT array_agg(b.cslot) AS cslots, array_agg(b.batch_id) AS batch_ids
+        FROM braid.claim_batch b WHERE b.lane_id IN (SELECT lane_id FROM lanes)
+    ), run AS (
+        SELECT count(*) AS n FROM batches b
+        CROSS JOIN LATERAL braid.open_attempts(b.cslots, b.batch_ids) o
+    ), def AS (
+        SELECT count(*) FILTER (WHERE d.reason <> 2) AS scheduled,
+               count(*) FILTER (WHERE d.reason = 2) AS retryable
+        FROM braid.deferred d WHERE d.queue = p_queue
+    ), term AS (
+        SELECT s.state, sum(s.n) AS n FROM (
+            SELECT c.state, c.n FROM braid.counter c WHERE c.queue = p_queue
+            UNION ALL
+            SELECT d.state, d.delta FROM braid.count_delta d WHERE d.queue = p_queue
+            UNION ALL
+            SELECT 5::smallint, c.n FROM braid.completion c WHERE c.lane_id IN (SELECT lane_id FROM lanes)
+        ) s GROUP BY s.state
+    )
+    SELECT (SELECT n FROM avail), (SELECT n FROM run),
+           (SELECT scheduled FROM def), (SELECT retryable FROM def),
+           coalesce((SELECT n FROM term WHERE state = 5), 0)::bigint,
+           coalesce((SELECT n FROM term WHERE state = 6), 0)::bigint,
+           coalesce((SELECT n FROM term WHERE state = 7), 0)::bigint,
+           (SELECT count(*) FROM braid.dead_letter d WHERE d.queue = p_queue)
+$$;
+
+-- JobGet: the newest known state of one job. Precedence, newest evidence first: a dead letter,
+-- a deferred row, a terminal row newer than the newest ready row's attempt, then the newest
+-- ready row: tombstoned, available (past its lane cursor), running (open attempt) or completed.
+CREATE FUNCTION braid.job_get(p_job_id bigint)
+RETURNS TABLE (state text, queue text, priority smallint, lane_no smallint, kind text,
+               args jsonb, metadata jsonb, errors jsonb, attempt integer, max_attempts integer,
+               run_lease bigint, unique_key text, run_at timestamptz, created_at timestamptz,
+               finished_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    r  record;
+    l  record;
+    e  record;
+    t  record;
+    o  record;
+    v_idx integer;
+BEGIN
+    RETURN QUERY
+    SELECT 'dead_lettered'::text, d.queue, d.priority, d.lane_no, d.kind, d.args, d.metadata,
+           d.errors, d.attempt, d.max_attempts, d.run_lease, d.unique_key, NULL::timestamptz,
+           d.created_at, d.dead_at
+    FROM braid.dead_letter d WHERE d.job_id = p_job_id;
+    IF FOUND THEN RETURN; END IF;
+
+    RETURN QUERY
+    SELECT CASE d.reason WHEN 2 THEN 'retryable' ELSE 'scheduled' END, d.queue, d.priority,
+           d.lane_no, d.kind, d.args, d.metadata, d.errors, d.attempt, d.max_attempts,
+           d.run_lease, d.unique_key, d.run_at, d.created_at, NULL::timestamptz
+    FROM braid.deferred d WHERE d.job_id = p_job_id;
+    IF FOUND THEN RETURN; END IF;
+
+    SELECT * INTO r FROM braid.ready x WHERE x.job_id = p_job_id ORDER BY x.lane_seq DESC LIMIT 1;
+    SELECT * INTO t FROM braid.terminal x WHERE x.job_id = p_job_id ORDER BY x.finalized_at DESC LIMIT 1;
+    IF r.job_id IS NULL THEN
+        RETURN;  -- unknown, or pruned after it ended
+    END IF;
+    SELECT * INTO l FROM braid.lane x WHERE x.lane_id = r.lane_id;
+
+    IF t.job_id IS NOT NULL AND t.run_lease >= r.run_lease THEN
+        RETURN QUERY SELECT CASE t.state WHEN 5 THEN 'completed' WHEN 6 THEN 'failed' ELSE 'cancelled' END,
+            l.queue, l.priority, l.lane_no, r.kind, r.args, r.metadata, coalesce(t.errors, r.errors),
+            t.attempt, r.max_attempts, t.run_lease, r.unique_key, r.run_at, r.created_at, t.finalized_at;
+        RETURN;
+    END IF;
+
+    IF braid.tombstoned(r.qslot, r.lane_id, r.lane_seq) THEN
+        RETURN QUERY SELECT 'cancelled'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
+            r.metadata, r.errors, r.attempt, r.max_attempts, r.run_lease, r.unique_key, r.run_at,
+            r.created_at, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    SELECT * INTO e FROM braid.emission x
+    WHERE x.qslot = r.qslot AND x.lane_id = r.lane_id AND x.after_seq < r.lane_seq AND x.last_seq >= r.lane_seq;
+    IF e.batch_id IS NULL THEN
+        RETURN QUERY SELECT 'available'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
+            r.metadata, r.errors, r.attempt, r.max_attempts, r.run_lease, r.unique_key, r.run_at,
+            r.created_at, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x
+    WHERE x.job_id = p_job_id;
+    IF o.job_id IS NOT NULL THEN
+        RETURN QUERY SELECT 'running'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
+            r.metadata, r.errors, o.attempt, r.max_attempts, o.run_lease, r.unique_key, r.run_at,
+            r.created_at, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    RETURN QUERY SELECT 'completed'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
+        r.metadata, r.errors, r.attempt + 1, r.max_attempts, c.run_leases[p.i], r.unique_key,
+        r.run_at, r.created_at, c.completed_at
+    FROM braid.completion c
+    CROSS JOIN LATERAL (SELECT array_position(c.job_ids, p_job_id) AS i) p
+    WHERE c.qslot = r.qslot AND c.batch_id = e.batch_id AND p.i IS NOT NULL;
+END
+$$;
