@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"flag"
 	"testing"
 	"time"
 
@@ -12,7 +13,16 @@ import (
 	"github.com/braidq/braid/tests/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	// The default suite runs 40 random sequences per property; ask for more with -rapid.checks.
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
+	if !set {
+		_ = flag.Set("rapid.checks", "40")
+	}
+	pgtest.Main(m)
+}
 
 // bundle is one test's engine over its own freshly migrated database.
 type bundle struct {

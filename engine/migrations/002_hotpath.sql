@@ -19,11 +19,15 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN coalesce((SELECT e.last_seq FROM braid.emission e WHERE e.lane_id = p_lane_id
                  ORDER BY e.last_seq DESC LIMIT 1), 0);
 
--- THE tombstone rule: a ready row with a tombstone is never claimed.
-CREATE FUNCTION braid.tombstoned(p_qslot smallint, p_lane_id integer, p_lane_seq bigint) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN EXISTS (SELECT 1 FROM braid.tombstone t
-               WHERE t.qslot = p_qslot AND t.lane_id = p_lane_id AND t.lane_seq = p_lane_seq);
+-- THE tombstone rule: a ready row with a tombstone is never claimed. Returns the tombstoned
+-- lane_seqs of a lane in (p_after, p_upto]; callers anti-join against the set (one index range
+-- scan per call, not one probe per row).
+CREATE FUNCTION braid.tombstones(p_lane_id integer, p_after bigint, p_upto bigint)
+RETURNS TABLE (lane_seq bigint)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT t.lane_seq FROM braid.tombstone t
+    WHERE t.lane_id = p_lane_id AND t.lane_seq > p_after AND t.lane_seq <= p_upto
+$$;
 
 -- THE open-attempt rule (DESIGN.md §2.3): an attempt is open iff its claim-batch member has no
 -- closure. Every reader and writer that needs open attempts calls this function with the claim
@@ -33,21 +37,23 @@ RETURNS TABLE (cslot smallint, batch_id bigint, idx integer, job_id bigint, run_
                lane_seq bigint, attempt integer, lane_id integer, qslot smallint,
                has_unique boolean, claimed_at timestamptz, deadline_at timestamptz, node text)
 LANGUAGE sql STABLE AS $$
-    WITH k AS (
-        SELECT DISTINCT k.cslot, k.batch_id FROM unnest(p_cslots, p_batch_ids) AS k(cslot, batch_id)
-    ), closed AS (
-        SELECT c.batch_id, m.idx
-        FROM k
-        JOIN braid.closure c ON c.cslot = k.cslot AND c.batch_id = k.batch_id
-        CROSS JOIN LATERAL unnest(c.members) AS m(idx)
-    )
+    -- Shape: one parametrised probe per batch (LIMIT 1 and the aggregate keep the planner from
+    -- flattening the laterals into hash joins over every partition, which is what a generic
+    -- plan made on small tables does). Both probes are index scans of one partition.
     SELECT b.cslot, b.batch_id, m.idx::integer, m.job_id, m.run_lease, m.lane_seq, m.attempt,
            b.lane_id, b.qslot, b.has_unique, b.claimed_at, b.deadline_at, b.node
-    FROM k
-    JOIN braid.claim_batch b ON b.cslot = k.cslot AND b.batch_id = k.batch_id
+    FROM (SELECT DISTINCT k.cslot, k.batch_id FROM unnest(p_cslots, p_batch_ids) AS k(cslot, batch_id)) k
+    CROSS JOIN LATERAL (
+        SELECT * FROM braid.claim_batch b WHERE b.cslot = k.cslot AND b.batch_id = k.batch_id LIMIT 1
+    ) b
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(x), '{}') AS members
+        FROM braid.closure c CROSS JOIN LATERAL unnest(c.members) AS x
+        WHERE c.cslot = k.cslot AND c.batch_id = k.batch_id
+    ) closed
     CROSS JOIN LATERAL unnest(b.job_ids, b.run_leases, b.lane_seqs, b.attempts)
         WITH ORDINALITY AS m(job_id, run_lease, lane_seq, attempt, idx)
-    WHERE NOT EXISTS (SELECT 1 FROM closed WHERE closed.batch_id = b.batch_id AND closed.idx = m.idx)
+    WHERE NOT (m.idx::integer = ANY (closed.members))
 $$;
 
 -- The current generation and slot of a ring.
@@ -229,7 +235,8 @@ BEGIN
         ), live AS MATERIALIZED (
             SELECT c.*, (row_number() OVER (ORDER BY c.lane_seq))::integer AS idx
             FROM cut c
-            WHERE NOT braid.tombstoned(c.qslot, c.lane_id, c.lane_seq)
+            WHERE c.lane_seq NOT IN (SELECT t.lane_seq FROM braid.tombstones(v_lane.lane_id,
+                                         (SELECT seq FROM cur), (SELECT max(x.lane_seq) FROM cut x)) t)
         ), bid AS MATERIALIZED (
             SELECT nextval('braid.batch_id_seq') AS id WHERE EXISTS (SELECT 1 FROM cut)
         ), em AS (

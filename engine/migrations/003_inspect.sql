@@ -1,5 +1,5 @@
 -- braid engine, version 3: inspection (exact counts and job lookup), built on the rules of
--- version 2 (lane_cursor, tombstoned, open_attempts, bucket).
+-- version 2 (lane_cursor, tombstones, open_attempts, bucket).
 --
 -- State codes shared by count_delta, counter and terminal rows:
 --   5 completed, 6 failed, 7 cancelled.
@@ -18,7 +18,7 @@ LANGUAGE sql STABLE AS $$
         FROM lanes l
         CROSS JOIN LATERAL (SELECT braid.lane_cursor(l.lane_id) AS seq) cur
         JOIN braid.ready r ON r.lane_id = l.lane_id AND r.lane_seq > cur.seq
-        WHERE NOT braid.tombstoned(r.qslot, r.lane_id, r.lane_seq)
+        WHERE r.lane_seq NOT IN (SELECT t.lane_seq FROM braid.tombstones(l.lane_id, cur.seq, 9223372036854775807) t)
     ), batches AS (
         SELECT array_agg(b.cslot) AS cslots, array_agg(b.batch_id) AS batch_ids
         FROM braid.claim_batch b WHERE b.lane_id IN (SELECT lane_id FROM lanes)
@@ -61,7 +61,6 @@ DECLARE
     e  record;
     t  record;
     o  record;
-    v_idx integer;
 BEGIN
     RETURN QUERY
     SELECT 'dead_lettered'::text, d.queue, d.priority, d.lane_no, d.kind, d.args, d.metadata,
@@ -91,7 +90,7 @@ BEGIN
         RETURN;
     END IF;
 
-    IF braid.tombstoned(r.qslot, r.lane_id, r.lane_seq) THEN
+    IF EXISTS (SELECT 1 FROM braid.tombstones(r.lane_id, r.lane_seq - 1, r.lane_seq)) THEN
         RETURN QUERY SELECT 'cancelled'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
             r.metadata, r.errors, r.attempt, r.max_attempts, r.run_lease, r.unique_key, r.run_at,
             r.created_at, NULL::timestamptz;
