@@ -1,5 +1,11 @@
 -- braid engine, version 2: the rules (one definition each) and the hot-path functions.
 --
+-- Plans: every function here is PL/pgSQL, so each connection plans a statement once instead of
+-- once per calling statement (an SQL-language function is re-planned by every statement that
+-- calls it, about 1 ms over 16 partitions). They force generic plans: with partitions the plan
+-- cache otherwise keeps choosing custom plans and re-plans on every call. The generic plans
+-- are shaped to be index walks whatever the statistics say (engine/plans_test.go proves it).
+--
 -- Advisory lock namespaces (two-int form: namespace, key). The lock order is in doc.go.
 --   1 lane enqueue   key lane_id                     exclusive, held to commit by enqueue
 --   2 lane claim     key lane_id                     try-lock by claim; cancel-before-claim waits on it
@@ -15,18 +21,24 @@ RETURN (job_id % 256)::smallint;
 -- Sound across prune because a slot's emissions and the rows they emitted share the slot, and
 -- slots are pruned oldest first (see doc.go, "Why the cursor cannot be lost").
 CREATE FUNCTION braid.lane_cursor(p_lane_id integer) RETURNS bigint
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN coalesce((SELECT e.last_seq FROM braid.emission e WHERE e.lane_id = p_lane_id
-                 ORDER BY e.last_seq DESC LIMIT 1), 0);
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN coalesce((SELECT e.last_seq FROM braid.emission e WHERE e.lane_id = p_lane_id
+                     ORDER BY e.last_seq DESC LIMIT 1), 0);
+END
+$$;
 
 -- THE tombstone rule: a ready row with a tombstone is never claimed. Returns the tombstoned
 -- lane_seqs of a lane in (p_after, p_upto]; callers anti-join against the set (one index range
 -- scan per call, not one probe per row).
 CREATE FUNCTION braid.tombstones(p_lane_id integer, p_after bigint, p_upto bigint)
 RETURNS TABLE (lane_seq bigint)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1 SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY
     SELECT t.lane_seq FROM braid.tombstone t
-    WHERE t.lane_id = p_lane_id AND t.lane_seq > p_after AND t.lane_seq <= p_upto
+    WHERE t.lane_id = p_lane_id AND t.lane_seq > p_after AND t.lane_seq <= p_upto;
+END
 $$;
 
 -- THE open-attempt rule (DESIGN.md §2.3): an attempt is open iff its claim-batch member has no
@@ -36,10 +48,13 @@ CREATE FUNCTION braid.open_attempts(p_cslots smallint[], p_batch_ids bigint[])
 RETURNS TABLE (cslot smallint, batch_id bigint, idx integer, job_id bigint, run_lease bigint,
                lane_seq bigint, attempt integer, lane_id integer, qslot smallint,
                has_unique boolean, claimed_at timestamptz, deadline_at timestamptz, node text)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE ROWS 512 SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    -- PL/pgSQL keeps callers from inlining the body into their own join trees.
     -- Shape: one parametrised probe per batch (LIMIT 1 and the aggregate keep the planner from
     -- flattening the laterals into hash joins over every partition, which is what a generic
     -- plan made on small tables does). Both probes are index scans of one partition.
+    RETURN QUERY
     SELECT b.cslot, b.batch_id, m.idx::integer, m.job_id, m.run_lease, m.lane_seq, m.attempt,
            b.lane_id, b.qslot, b.has_unique, b.claimed_at, b.deadline_at, b.node
     FROM (SELECT DISTINCT k.cslot, k.batch_id FROM unnest(p_cslots, p_batch_ids) AS k(cslot, batch_id)) k
@@ -53,17 +68,20 @@ LANGUAGE sql STABLE AS $$
     ) closed
     CROSS JOIN LATERAL unnest(b.job_ids, b.run_leases, b.lane_seqs, b.attempts)
         WITH ORDINALITY AS m(job_id, run_lease, lane_seq, attempt, idx)
-    WHERE NOT (m.idx::integer = ANY (closed.members))
+    WHERE NOT (m.idx::integer = ANY (closed.members));
+END
 $$;
 
 -- The current generation and slot of a ring.
 CREATE FUNCTION braid.ring_current(p_ring text, OUT generation bigint, OUT slot smallint)
-LANGUAGE sql STABLE AS $$
-    SELECT g.generation, (g.generation % r.slots)::smallint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    SELECT g.generation, (g.generation % r.slots)::smallint INTO generation, slot
     FROM braid.ring r
     CROSS JOIN LATERAL (SELECT g.generation FROM braid.ring_gen g WHERE g.ring = r.ring
                         ORDER BY g.generation DESC LIMIT 1) g
-    WHERE r.ring = p_ring
+    WHERE r.ring = p_ring;
+END
 $$;
 
 -- JobEnqueue: one transaction for a whole batch (DESIGN.md §2.4). Input arrays are parallel,
@@ -77,7 +95,7 @@ CREATE FUNCTION braid.job_enqueue(
     p_default_lanes smallint, p_default_dlq boolean, p_default_max_attempts integer,
     p_default_deadline interval, p_now timestamptz)
 RETURNS TABLE (ord integer, job_id bigint, duplicate_of bigint, deferred boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now     timestamptz := coalesce(p_now, now());
     v_n       integer := cardinality(p_queues);
@@ -196,7 +214,17 @@ RETURNS TABLE (cslot smallint, batch_id bigint, idx integer, job_id bigint, run_
                attempt integer, max_attempts integer, priority smallint, lane_no smallint,
                kind text, args jsonb, metadata jsonb, errors jsonb, unique_key text,
                run_at timestamptz, created_at timestamptz, deadline_at timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Planner-proofing: without statistics (new or just-truncated partitions) the planner takes
+-- "lane_id = $1 AND lane_seq > $2" for a few dozen rows and reads the whole lane backlog into a
+-- sort. The only plan left with sorts and bitmap scans priced out is the ordered index walk.
+-- The penalty those settings add to plan costs would trip JIT compilation (hundreds of ms per
+-- call), so JIT is off too.
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     v_now      timestamptz := coalesce(p_now, now());
     v_lane     record;
@@ -275,7 +303,7 @@ $$;
 CREATE FUNCTION braid.job_complete_fast(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
                                         p_run_leases bigint[], p_now timestamptz)
 RETURNS SETOF integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now timestamptz := coalesce(p_now, now());
 BEGIN
