@@ -71,7 +71,7 @@ func TestCachedPlansStayIndexedOnceTablesFill(t *testing.T) {
 			// be read from pg_stat_xact_user_tables before commit.
 			tx, err := one.Begin(ctx)
 			require.NoError(t, err)
-			defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit; releases the connection on failure
+			defer tx.Rollback(ctx)                //nolint:errcheck // a no-op after Commit; releases the connection on failure
 			seq0, idx0, _ := hotScans(t, ctx, tx) // pending counters of earlier statements
 			rows, err := tx.Query(ctx, `SELECT cslot, batch_id, idx, job_id, run_lease FROM braid.job_claim('plans', NULL, 256, 't', NULL)`)
 			require.NoError(t, err)

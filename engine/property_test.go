@@ -23,14 +23,14 @@ type attemptKey struct {
 // model is the test's own account of what the engine must hold.
 type model struct {
 	queueOf   map[int64]string
-	available map[int64]bool          // committed, not yet claimed
-	open      map[attemptKey]bool     // emitted attempts that have not ended
-	held      []engine.Receipt        // receipts a worker still holds (lost claims are not here)
-	done      []engine.Receipt        // receipts of completed attempts (replayed as stale)
-	emitted   map[attemptKey]bool     // every attempt ever emitted
-	completed map[string]int64        // per queue
-	uniqueBy  map[string]int64        // queue+key -> live holder
-	uniqueOf  map[int64]string        // job -> queue+key it holds
+	available map[int64]bool      // committed, not yet claimed
+	open      map[attemptKey]bool // emitted attempts that have not ended
+	held      []engine.Receipt    // receipts a worker still holds (lost claims are not here)
+	done      []engine.Receipt    // receipts of completed attempts (replayed as stale)
+	emitted   map[attemptKey]bool // every attempt ever emitted
+	completed map[string]int64    // per queue
+	uniqueBy  map[string]int64    // queue+key -> live holder
+	uniqueOf  map[int64]string    // job -> queue+key it holds
 }
 
 // TestPropertyHotPath runs random sequences of enqueue, aborted enqueue, claim, lost claim
