@@ -1,0 +1,71 @@
+// Package engine is one shard's segmented queue engine: the braid schema inside one PostgreSQL
+// database (embedded, numbered migrations) and the operations on it: Enqueue, Claim, Complete,
+// JobGet, Counts. It knows nothing about other shards, routing or gossip, and it must never
+// read configuration files or the environment, keep package-level state, or issue one round
+// trip per job: every operation is one call of one PL/pgSQL function over arrays.
+//
+// # Storage
+//
+// Two rings of LIST partitions, each rotated by appending a generation to an append-only ledger
+// (braid.ring_gen; slot = generation mod slots) and reclaimed only by TRUNCATE of a whole slot.
+// The queue ring holds ready rows (the immutable job body) and everything learned about them
+// afterwards, in the same slot: tombstones, claim emissions, compact completion batches,
+// terminal rows and count deltas. The claim ring holds claim batches (one row per claim, arrays
+// of members) and closures (which members of a batch ended, and how). The hot tables take only
+// INSERTs; the fast path writes no per-job row after enqueue and no UPDATE at all.
+//
+// # The rules, each defined once in SQL
+//
+//   - Open attempt (braid.open_attempts): an attempt is open iff its claim-batch member has no
+//     closure. Nothing else (a terminal row, a deferred row, a dead letter) implies closure.
+//     Every statement that ends attempts takes the claim batch lock first, in its own
+//     statement, then validates through open_attempts and writes exactly one closure per
+//     member, so closure multiplicity is 0 or 1.
+//   - Lane cursor (braid.lane_cursor): the newest lane_seq any retained emission of the lane
+//     covers. It is never stored elsewhere, so it cannot be lost: a crash after a claim commits
+//     leaves nothing to recover, and sequence gaps from aborted enqueues are skipped because a
+//     claim reads "lane_seq > cursor", never "cursor + 1".
+//   - Tombstones (braid.tombstones): a ready row with a tombstone is never claimed.
+//   - Counter bucket (braid.bucket): job_id mod 256, for every writer, fold and rebuild.
+//
+// # Why the cursor survives prune
+//
+// A claim's emission is written into the slot of the rows it emitted, and a claim never spans
+// two slots. Enqueue reads the current generation only under its lane locks, so within a lane
+// the generation never decreases as lane_seq grows. Prune (maintenance) must therefore take
+// slots oldest first and carry rows still pending in a pruned slot forward with their lane_seq.
+// Then when an emission disappears, every row it covered disappears with it, and every retained
+// row at or below the new (smaller) cursor was emitted by a retained emission.
+//
+// # Locks
+//
+// Advisory locks use the two-int form (namespace, key):
+//
+//	1 lane enqueue  key lane_id                   exclusive, held to commit by enqueue
+//	2 lane claim    key lane_id                   try-lock by claim (a held lane is skipped)
+//	3 claim batch   key batch_id & 0x7fffffff     every statement that ends attempts of the batch
+//	4 queue fence   key hashtext(queue)           shared by enqueue, exclusive by fence seal
+//
+// Lock order, for every transaction that takes more than one:
+//
+//	enqueue:     fence (4, shared) sorted by queue -> lane enqueue (1) sorted by lane_id -> row locks
+//	claim:       lane claim (2) -> ready/emission slot -> claim slot
+//	completion:  claim batch (3) sorted by batch_id -> claim slot children -> queue slot children
+//	maintenance: ring serializer -> slot -> child partitions (rotation and prune, not yet built)
+//
+// A lock that guards a read is always taken in a statement of its own: in READ COMMITTED a
+// statement's snapshot predates its own lock wait, so a lock-and-read statement can miss the
+// write of the transaction it waited for (DESIGN.md §2.5, "the correctness trap").
+//
+// Deviation from DESIGN.md §2.5: claims serialise per lane with a transaction-level advisory
+// try-lock instead of SELECT ... FOR UPDATE SKIP LOCKED on the lane row. The semantics are the
+// same (a held lane is skipped), but an advisory lock writes no WAL and assigns no transaction
+// id, so an empty claim of an idle lane writes nothing and forces no commit flush.
+//
+// # Plans
+//
+// Every function is PL/pgSQL (planned once per connection) with generic plans forced, shaped to
+// stay index walks without statistics: partitions are often new or just truncated, and a plan
+// made for an "empty" partition must not become a scan of the backlog once it fills
+// (TestCachedPlansStayIndexedOnceTablesFill).
+package engine
