@@ -126,16 +126,23 @@ CREATE TABLE braid.completion (
     completed_at timestamptz NOT NULL
 ) PARTITION BY LIST (qslot);
 
--- Terminal rows for the slow outcomes (failed, cancelled, completed with output, discarded).
+-- Terminal rows for the slow outcomes (failed, cancelled, completed with output). They carry
+-- the job body, because a job cancelled while scheduled never had a ready row.
 CREATE TABLE braid.terminal (
-    qslot       smallint    NOT NULL,
-    lane_id     integer     NOT NULL,
-    job_id      bigint      NOT NULL,
-    run_lease   bigint      NOT NULL,
-    attempt     integer     NOT NULL,
-    state       smallint    NOT NULL,
-    output      jsonb,
-    errors      jsonb,
+    qslot        smallint    NOT NULL,
+    lane_id      integer     NOT NULL,
+    job_id       bigint      NOT NULL,
+    run_lease    bigint      NOT NULL,
+    attempt      integer     NOT NULL,
+    max_attempts integer     NOT NULL,
+    state        smallint    NOT NULL,
+    kind         text        NOT NULL,
+    args         jsonb       NOT NULL,
+    metadata     jsonb,
+    output       jsonb,
+    errors       jsonb,
+    unique_key   text,
+    created_at   timestamptz NOT NULL,
     finalized_at timestamptz NOT NULL
 ) PARTITION BY LIST (qslot);
 

@@ -84,11 +84,69 @@ BEGIN
 END
 $$;
 
+-- ReadyInsert: THE way ready rows are written (enqueue, promotion, dead-letter retry). Resolves
+-- (queue, priority, lane_no) to lanes, creating missing ones, takes the lanes' enqueue locks
+-- (ns 1) sorted by lane_id and held to commit, reads the current queue slot only under them (so
+-- within a lane the slot generation never decreases as lane_seq grows), numbers the rows from
+-- the CACHE 1 lane sequence in input order, inserts them and notifies once per queue.
+-- Elements whose p_keep is false are skipped (NULL p_keep keeps all).
+CREATE FUNCTION braid.ready_insert(
+    p_keep boolean[], p_queues text[], p_priorities smallint[], p_lane_nos smallint[],
+    p_job_ids bigint[], p_run_leases bigint[], p_attempts integer[], p_max_attempts integer[],
+    p_kinds text[], p_args jsonb[], p_metadata jsonb[], p_errors jsonb[], p_unique_keys text[],
+    p_run_at timestamptz[], p_created_at timestamptz[])
+RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n     integer := cardinality(p_queues);
+    v_lane  integer[];
+    v_qslot smallint;
+    v_seq   bigint[];
+BEGIN
+    IF v_n IS NULL OR v_n = 0 OR NOT coalesce(true = ANY (p_keep), p_keep IS NULL) THEN
+        RETURN;
+    END IF;
+    INSERT INTO braid.lane (queue, priority, lane_no)
+    SELECT DISTINCT j.queue, j.priority, j.lane_no
+    FROM unnest(p_keep, p_queues, p_priorities, p_lane_nos) AS j(keep, queue, priority, lane_no)
+    WHERE coalesce(j.keep, true)
+      AND NOT EXISTS (SELECT 1 FROM braid.lane l
+                      WHERE l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority)
+    ON CONFLICT DO NOTHING;
+
+    SELECT array_agg(l.lane_id ORDER BY j.ord) INTO v_lane
+    FROM unnest(p_queues, p_priorities, p_lane_nos) WITH ORDINALITY AS j(queue, priority, lane_no, ord)
+    LEFT JOIN braid.lane l ON l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority;
+
+    PERFORM pg_advisory_xact_lock(1, x)
+    FROM (SELECT DISTINCT v_lane[i] AS x FROM generate_series(1, v_n) i
+          WHERE coalesce(p_keep[i], true) ORDER BY 1) s;
+
+    SELECT c.slot INTO v_qslot FROM braid.ring_current('queue') c;
+    v_seq := ARRAY(SELECT nextval('braid.lane_seq_seq') FROM generate_series(1, v_n));
+
+    INSERT INTO braid.ready (qslot, lane_id, lane_seq, job_id, run_lease, attempt, max_attempts,
+                             kind, args, metadata, errors, unique_key, run_at, created_at)
+    SELECT v_qslot, v_lane[j.ord], v_seq[j.ord], j.job_id, j.run_lease, j.attempt, j.max_attempts,
+           j.kind, j.args, j.metadata, j.errors, j.k, j.run_at, j.created_at
+    FROM unnest(p_keep, p_job_ids, p_run_leases, p_attempts, p_max_attempts, p_kinds, p_args,
+                p_metadata, p_errors, p_unique_keys, p_run_at, p_created_at)
+         WITH ORDINALITY AS j(keep, job_id, run_lease, attempt, max_attempts, kind, args, metadata,
+                              errors, k, run_at, created_at, ord)
+    WHERE coalesce(j.keep, true)
+    ORDER BY j.ord;
+
+    PERFORM pg_notify('braid.ready', q)
+    FROM (SELECT DISTINCT j.queue AS q FROM unnest(p_keep, p_queues) AS j(keep, queue)
+          WHERE coalesce(j.keep, true)) s;
+END
+$$;
+
 -- JobEnqueue: one transaction for a whole batch (DESIGN.md §2.4). Input arrays are parallel,
 -- one element per job, already validated by the caller. p_hashes holds the ordering key's lane
 -- hash (non-negative) or NULL for key-less jobs, which share one rotating lane per call.
--- Locks: fence (ns 4, shared) per queue sorted by name, then lane enqueue locks (ns 1) sorted by
--- lane_id, held to commit, so a later lane_seq never commits before an earlier one.
+-- Locks: fence (ns 4, shared) per queue sorted by name, unique-key rows, then the lane enqueue
+-- locks of ready_insert.
 CREATE FUNCTION braid.job_enqueue(
     p_queues text[], p_priorities smallint[], p_hashes bigint[], p_kinds text[], p_args jsonb[],
     p_metadata jsonb[], p_max_attempts integer[], p_run_at timestamptz[], p_unique_keys text[],
@@ -101,12 +159,11 @@ DECLARE
     v_n       integer := cardinality(p_queues);
     v_rot     bigint := nextval('braid.lane_rotation_seq');
     v_refused record;
-    v_qslot   smallint;
     v_lane_no smallint[];
-    v_lane    integer[];
+    v_max     integer[];
     v_ids     bigint[];
     v_dup     bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);
-    v_seq     bigint[];
+    v_ready   boolean[];
 BEGIN
     -- Fences: the shared lock must be its own statement, so the fence read below sees any seal
     -- that committed while this transaction waited for the lock.
@@ -130,26 +187,11 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     -- Lane choice: the ordering key's hash, or one rotating lane for all key-less jobs of the call.
-    SELECT array_agg(((coalesce(j.h, v_rot)) % q.lanes)::smallint ORDER BY j.ord) INTO v_lane_no
-    FROM unnest(p_queues, p_hashes) WITH ORDINALITY AS j(queue, h, ord)
+    SELECT array_agg(((coalesce(j.h, v_rot)) % q.lanes)::smallint ORDER BY j.ord),
+           array_agg(coalesce(j.m, q.max_attempts) ORDER BY j.ord)
+    INTO v_lane_no, v_max
+    FROM unnest(p_queues, p_hashes, p_max_attempts) WITH ORDINALITY AS j(queue, h, m, ord)
     JOIN braid.queue q ON q.name = j.queue;
-
-    INSERT INTO braid.lane (queue, priority, lane_no)
-    SELECT DISTINCT j.queue, j.priority, j.lane_no
-    FROM unnest(p_queues, p_priorities, v_lane_no) AS j(queue, priority, lane_no)
-    WHERE NOT EXISTS (SELECT 1 FROM braid.lane l
-                      WHERE l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority)
-    ON CONFLICT DO NOTHING;
-
-    SELECT array_agg(l.lane_id ORDER BY j.ord) INTO v_lane
-    FROM unnest(p_queues, p_priorities, v_lane_no) WITH ORDINALITY AS j(queue, priority, lane_no, ord)
-    JOIN braid.lane l ON l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority;
-
-    PERFORM pg_advisory_xact_lock(1, l) FROM (SELECT DISTINCT unnest(v_lane) AS l ORDER BY 1) s;
-
-    -- Read the ring only under the lane locks: a lane's rows then sit in non-decreasing
-    -- generations in lane_seq order, which prune relies on.
-    SELECT c.slot INTO v_qslot FROM braid.ring_current('queue') c;
 
     v_ids := ARRAY(SELECT nextval('braid.job_id_seq') FROM generate_series(1, v_n));
 
@@ -167,34 +209,22 @@ BEGIN
         LEFT JOIN braid.unique_claim u ON u.queue = j.queue AND u.unique_key = j.k;
     END IF;
 
-    -- lane_seq numbers in input order, taken under the lane locks.
-    v_seq := ARRAY(SELECT nextval('braid.lane_seq_seq') FROM generate_series(1, v_n));
+    SELECT array_agg(v_dup[j.ord] IS NULL AND (j.run_at IS NULL OR j.run_at <= v_now) ORDER BY j.ord)
+    INTO v_ready
+    FROM unnest(p_run_at) WITH ORDINALITY AS j(run_at, ord);
 
-    INSERT INTO braid.ready (qslot, lane_id, lane_seq, job_id, run_lease, attempt, max_attempts,
-                             kind, args, metadata, errors, unique_key, run_at, created_at)
-    SELECT v_qslot, v_lane[j.ord], v_seq[j.ord], v_ids[j.ord], 0, 0,
-           coalesce(j.max_attempts, q.max_attempts), j.kind, j.args, j.metadata, NULL, j.k,
-           v_now, v_now
-    FROM unnest(p_queues, p_kinds, p_args, p_metadata, p_max_attempts, p_run_at, p_unique_keys)
-         WITH ORDINALITY AS j(queue, kind, args, metadata, max_attempts, run_at, k, ord)
-    JOIN braid.queue q ON q.name = j.queue
-    WHERE v_dup[j.ord] IS NULL AND (j.run_at IS NULL OR j.run_at <= v_now)
-    ORDER BY j.ord;
+    PERFORM braid.ready_insert(v_ready, p_queues, p_priorities, v_lane_no, v_ids,
+        array_fill(0::bigint, ARRAY[v_n]), array_fill(0, ARRAY[v_n]), v_max, p_kinds, p_args,
+        p_metadata, array_fill(NULL::jsonb, ARRAY[v_n]), p_unique_keys,
+        array_fill(v_now, ARRAY[v_n]), array_fill(v_now, ARRAY[v_n]));
 
     INSERT INTO braid.deferred (job_id, queue, priority, lane_no, reason, run_lease, attempt,
                                 max_attempts, kind, args, metadata, errors, unique_key, run_at, created_at)
-    SELECT v_ids[j.ord], j.queue, j.priority, v_lane_no[j.ord], 1, 0, 0,
-           coalesce(j.max_attempts, q.max_attempts), j.kind, j.args, j.metadata, NULL, j.k,
-           j.run_at, v_now
-    FROM unnest(p_queues, p_priorities, p_kinds, p_args, p_metadata, p_max_attempts, p_run_at, p_unique_keys)
-         WITH ORDINALITY AS j(queue, priority, kind, args, metadata, max_attempts, run_at, k, ord)
-    JOIN braid.queue q ON q.name = j.queue
+    SELECT v_ids[j.ord], j.queue, j.priority, v_lane_no[j.ord], 1, 0, 0, v_max[j.ord], j.kind,
+           j.args, j.metadata, NULL, j.k, j.run_at, v_now
+    FROM unnest(p_queues, p_priorities, p_kinds, p_args, p_metadata, p_run_at, p_unique_keys)
+         WITH ORDINALITY AS j(queue, priority, kind, args, metadata, run_at, k, ord)
     WHERE v_dup[j.ord] IS NULL AND j.run_at > v_now;
-
-    PERFORM pg_notify('braid.ready', q)
-    FROM (SELECT DISTINCT j.queue AS q
-          FROM unnest(p_queues, p_run_at) WITH ORDINALITY AS j(queue, run_at, ord)
-          WHERE v_dup[j.ord] IS NULL AND (j.run_at IS NULL OR j.run_at <= v_now)) s;
 
     RETURN QUERY
     SELECT j.ord::integer, coalesce(v_dup[j.ord], v_ids[j.ord]), v_dup[j.ord],
@@ -296,10 +326,56 @@ BEGIN
 END
 $$;
 
--- JobCompleteFast: the compact success path (DESIGN.md §2.6). Receipts are parallel arrays;
--- returns the ordinals (1-based) of the receipts that applied. A receipt whose attempt is no
--- longer open (already completed, rescued, cancelled...) or repeated in the call is stale:
--- it writes nothing. Writes one closure per claim batch and one completion row per claim batch.
+-- BatchLock: the claim batch locks (ns 3) every statement that ends or touches attempts takes,
+-- sorted by batch id. Callers run it as a statement of its own, before they read closures.
+CREATE FUNCTION braid.batch_lock(p_batch_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(3, (b & 2147483647)::integer)
+    FROM (SELECT DISTINCT unnest(p_batch_ids) AS b ORDER BY 1) s;
+END
+$$;
+
+-- AttemptEnd: THE only writer of closures. Takes the batch locks, keeps the receipts whose
+-- attempt is still open (a repeated receipt counts once) and writes one closure per (claim batch,
+-- outcome). Returns the ended attempts; callers write the successor rows in the same
+-- transaction. Outcomes: 1 completed, 2 completed with output, 3 errored, 4 snoozed,
+-- 5 cancelled, 6 rescued.
+CREATE FUNCTION braid.attempt_end(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
+                                  p_run_leases bigint[], p_outcomes smallint[], p_now timestamptz)
+RETURNS TABLE (ord integer, cslot smallint, batch_id bigint, idx integer, job_id bigint,
+               run_lease bigint, lane_seq bigint, attempt integer, lane_id integer, qslot smallint,
+               has_unique boolean, outcome smallint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    PERFORM braid.batch_lock(p_batch_ids);
+
+    RETURN QUERY
+    WITH r AS (
+        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases, p_outcomes) WITH ORDINALITY
+            AS r(cslot, batch_id, idx, run_lease, outcome, ord)
+    ), ok AS MATERIALIZED (
+        SELECT DISTINCT ON (o.batch_id, o.idx) r.ord::integer AS ord, o.cslot, o.batch_id, o.idx,
+               o.job_id, o.run_lease, o.lane_seq, o.attempt, o.lane_id, o.qslot, o.has_unique,
+               r.outcome
+        FROM braid.open_attempts(p_cslots, p_batch_ids) o
+        JOIN r ON r.cslot = o.cslot AND r.batch_id = o.batch_id AND r.idx = o.idx
+              AND r.run_lease = o.run_lease
+        ORDER BY o.batch_id, o.idx, r.ord
+    ), cl AS (
+        INSERT INTO braid.closure (cslot, batch_id, members, outcome, closed_at)
+        SELECT ok.cslot, ok.batch_id, array_agg(ok.idx ORDER BY ok.idx), ok.outcome,
+               coalesce(p_now, now())
+        FROM ok GROUP BY ok.cslot, ok.batch_id, ok.outcome
+    )
+    SELECT * FROM ok;
+END
+$$;
+
+-- JobCompleteFast: the compact success path (DESIGN.md §2.6). Returns the ordinals (1-based)
+-- of the receipts that applied; a receipt whose attempt already ended, or repeated in the
+-- call, is stale and writes nothing. One closure and one completion row per claim batch, and
+-- the released unique keys; no per-job row.
 CREATE FUNCTION braid.job_complete_fast(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
                                         p_run_leases bigint[], p_now timestamptz)
 RETURNS SETOF integer
@@ -307,25 +383,10 @@ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now timestamptz := coalesce(p_now, now());
 BEGIN
-    -- Enders of one claim batch serialise here, in batch order; a statement of its own so the
-    -- validation below sees every closure committed by the previous holder.
-    PERFORM pg_advisory_xact_lock(3, (b & 2147483647)::integer)
-    FROM (SELECT DISTINCT unnest(p_batch_ids) AS b ORDER BY 1) s;
-
     RETURN QUERY
-    WITH r AS (
-        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases) WITH ORDINALITY
-            AS r(cslot, batch_id, idx, run_lease, ord)
-    ), ok AS MATERIALIZED (
-        SELECT DISTINCT ON (o.batch_id, o.idx) r.ord, o.*
-        FROM braid.open_attempts(p_cslots, p_batch_ids) o
-        JOIN r ON r.cslot = o.cslot AND r.batch_id = o.batch_id AND r.idx = o.idx
-              AND r.run_lease = o.run_lease
-        ORDER BY o.batch_id, o.idx, r.ord
-    ), cl AS (
-        INSERT INTO braid.closure (cslot, batch_id, members, outcome, closed_at)
-        SELECT ok.cslot, ok.batch_id, array_agg(ok.idx ORDER BY ok.idx), 1, v_now
-        FROM ok GROUP BY ok.cslot, ok.batch_id
+    WITH ok AS MATERIALIZED (
+        SELECT * FROM braid.attempt_end(p_cslots, p_batch_ids, p_idx, p_run_leases,
+                                        array_fill(1::smallint, ARRAY[cardinality(p_idx)]), v_now)
     ), cp AS (
         INSERT INTO braid.completion (qslot, lane_id, batch_id, job_ids, run_leases, n, completed_at)
         SELECT ok.qslot, ok.lane_id, ok.batch_id, array_agg(ok.job_id ORDER BY ok.idx),
@@ -335,6 +396,6 @@ BEGIN
         DELETE FROM braid.unique_claim u USING ok
         WHERE ok.has_unique AND u.job_id = ok.job_id
     )
-    SELECT ok.ord::integer FROM ok;
+    SELECT ok.ord FROM ok;
 END
 $$;
