@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Outcome says what an acknowledgement did to its attempt.
@@ -36,27 +34,16 @@ func (e *Engine) Complete(ctx context.Context, receipts []Receipt) ([]Outcome, e
 		return nil, nil
 	}
 	n := len(receipts)
-	cslots, batches, idx, leases := make([]int16, n), make([]int64, n), make([]int32, n), make([]int64, n)
-	for i, r := range receipts {
-		if r.ShardID != e.id.ShardID {
-			return nil, &ValidationError{Field: fmt.Sprintf("receipts[%d].shard_id", i), Value: r.ShardID,
-				Problem: fmt.Sprintf("receipt belongs to shard %d, this is shard %d", r.ShardID, e.id.ShardID)}
-		}
-		cslots[i], batches[i], idx[i], leases[i] = r.ClaimSlot, r.BatchID, r.Index, r.RunLease
+	cslots, batches, idx, leases, err := e.receiptArrays(receipts)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := e.pool.Query(ctx, e.sql.completeFast, cslots, batches, idx, leases, nil)
 	if err != nil {
 		return nil, fmt.Errorf("shard %d: complete %d receipts: %w", e.id.ShardID, n, err)
 	}
-	out := make([]Outcome, n)
-	for i := range out {
-		out[i] = Stale
-	}
-	var ord int32
-	if _, err := pgx.ForEachRow(rows, []any{&ord}, func() error {
-		out[ord-1] = Applied
-		return nil
-	}); err != nil {
+	out, err := appliedOrdinals(rows, n)
+	if err != nil {
 		return nil, fmt.Errorf("shard %d: complete %d receipts: %w", e.id.ShardID, n, err)
 	}
 	return out, nil

@@ -137,6 +137,10 @@ func (e *Engine) ReadyChannel() string { return e.cfg.Schema + ".ready" }
 // statements holds the engine's SQL with the schema substituted, built once at Open.
 type statements struct {
 	enqueue, claim, completeFast, counts, jobGet, queueConfigure string
+
+	fail, snooze, heartbeat, cancel, promote, rescue string
+
+	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
 }
 
 func newStatements(schema string) statements {
@@ -147,6 +151,18 @@ func newStatements(schema string) statements {
 		counts:         inSchema(`SELECT * FROM braid.queue_counts($1)`, schema),
 		jobGet:         inSchema(`SELECT * FROM braid.job_get($1)`, schema),
 		queueConfigure: inSchema(queueConfigureSQL, schema),
+
+		fail:      inSchema(`SELECT * FROM braid.job_fail($1, $2, $3, $4, $5::text[]::jsonb[], $6, $7, $8)`, schema),
+		snooze:    inSchema(`SELECT braid.job_snooze($1, $2, $3, $4, $5, $6)`, schema),
+		heartbeat: inSchema(`SELECT braid.job_heartbeat($1, $2, $3, $4, $5::text[]::jsonb[], $6)`, schema),
+		cancel:    inSchema(`SELECT * FROM braid.job_cancel($1, $2)`, schema),
+		promote:   inSchema(`SELECT braid.job_promote($1, $2)`, schema),
+		rescue:    inSchema(`SELECT * FROM braid.job_rescue($1, $2, $3)`, schema),
+
+		deadLetterList:  inSchema(`SELECT * FROM braid.dead_letter_list($1, $2, $3, $4)`, schema),
+		deadLetterRetry: inSchema(`SELECT * FROM braid.dead_letter_retry($1, $2)`, schema),
+		deadLetterPurge: inSchema(`SELECT braid.dead_letter_purge($1)`, schema),
+		deadLetterTrim:  inSchema(`SELECT braid.dead_letter_trim($1, $2, $3)`, schema),
 	}
 }
 

@@ -261,13 +261,16 @@ CREATE TABLE braid.dead_letter (
 CREATE INDEX ON braid.dead_letter (queue, dead_at DESC, job_id DESC);
 
 -- Attempt state: heartbeat and progress, only for attempts that live long enough to heartbeat.
+-- Rows are deleted when their attempt ends (attempt_end, one index probe per claim batch).
 CREATE TABLE braid.attempt_state (
     job_id       bigint      NOT NULL,
     run_lease    bigint      NOT NULL,
+    batch_id     bigint      NOT NULL,
     heartbeat_at timestamptz NOT NULL,
     progress     jsonb,
     PRIMARY KEY (job_id, run_lease)
 );
+CREATE INDEX ON braid.attempt_state (batch_id);
 
 -- Unique-key claims: held from enqueue until the job reaches a terminal state.
 CREATE TABLE braid.unique_claim (

@@ -367,6 +367,10 @@ BEGIN
         SELECT ok.cslot, ok.batch_id, array_agg(ok.idx ORDER BY ok.idx), ok.outcome,
                coalesce(p_now, now())
         FROM ok GROUP BY ok.cslot, ok.batch_id, ok.outcome
+    ), hb AS (
+        DELETE FROM braid.attempt_state a USING ok
+        WHERE a.batch_id IN (SELECT DISTINCT x.batch_id FROM ok x)
+          AND a.job_id = ok.job_id AND a.run_lease = ok.run_lease
     )
     SELECT * FROM ok;
 END

@@ -78,17 +78,18 @@ BEGIN
 
     SELECT * INTO r FROM braid.ready x WHERE x.job_id = p_job_id ORDER BY x.lane_seq DESC LIMIT 1;
     SELECT * INTO t FROM braid.terminal x WHERE x.job_id = p_job_id ORDER BY x.finalized_at DESC LIMIT 1;
+
+    IF t.job_id IS NOT NULL AND (r.job_id IS NULL OR t.run_lease >= r.run_lease) THEN
+        SELECT * INTO l FROM braid.lane x WHERE x.lane_id = t.lane_id;
+        RETURN QUERY SELECT CASE t.state WHEN 5 THEN 'completed' WHEN 6 THEN 'failed' ELSE 'cancelled' END,
+            l.queue, l.priority, l.lane_no, t.kind, t.args, t.metadata, t.errors, t.attempt,
+            t.max_attempts, t.run_lease, t.unique_key, NULL::timestamptz, t.created_at, t.finalized_at;
+        RETURN;
+    END IF;
     IF r.job_id IS NULL THEN
         RETURN;  -- unknown, or pruned after it ended
     END IF;
     SELECT * INTO l FROM braid.lane x WHERE x.lane_id = r.lane_id;
-
-    IF t.job_id IS NOT NULL AND t.run_lease >= r.run_lease THEN
-        RETURN QUERY SELECT CASE t.state WHEN 5 THEN 'completed' WHEN 6 THEN 'failed' ELSE 'cancelled' END,
-            l.queue, l.priority, l.lane_no, r.kind, r.args, r.metadata, coalesce(t.errors, r.errors),
-            t.attempt, r.max_attempts, t.run_lease, r.unique_key, r.run_at, r.created_at, t.finalized_at;
-        RETURN;
-    END IF;
 
     IF EXISTS (SELECT 1 FROM braid.tombstones(r.lane_id, r.lane_seq - 1, r.lane_seq)) THEN
         RETURN QUERY SELECT 'cancelled'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
