@@ -178,6 +178,19 @@ func TestCancelInEveryState(t *testing.T) {
 		require.Equal(t, engine.Counts{Running: 1, Cancelled: 1}, counts(t, b, "avail"))
 	})
 
+	t.Run("a claim passes a cancelled prefix of the lane in one call", func(t *testing.T) {
+		res, err := b.eng.EnqueueMany(b.ctx, []engine.Job{job("prefix"), job("prefix"), job("prefix")})
+		require.NoError(t, err)
+		for _, r := range res[:2] {
+			_, err := b.eng.Cancel(b.ctx, r.JobID)
+			require.NoError(t, err)
+		}
+		cs, err := b.eng.Claim(b.ctx, engine.ClaimRequest{Queue: "prefix", LaneNo: -1, Max: 2})
+		require.NoError(t, err)
+		require.Len(t, cs, 1, "an empty claim must mean an empty lane")
+		require.Equal(t, res[2].JobID, cs[0].Receipt.JobID)
+	})
+
 	t.Run("running: the attempt ends and the worker is told", func(t *testing.T) {
 		conn, err := pgx.Connect(b.ctx, b.dsn)
 		require.NoError(t, err)

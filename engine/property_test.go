@@ -20,26 +20,76 @@ type attemptKey struct {
 	lease int64
 }
 
-// model is the test's own account of what the engine must hold.
-type model struct {
-	queueOf   map[int64]string
-	available map[int64]bool      // committed, not yet claimed
-	open      map[attemptKey]bool // emitted attempts that have not ended
-	held      []engine.Receipt    // receipts a worker still holds (lost claims are not here)
-	done      []engine.Receipt    // receipts of completed attempts (replayed as stale)
-	emitted   map[attemptKey]bool // every attempt ever emitted
-	completed map[string]int64    // per queue
-	uniqueBy  map[string]int64    // queue+key -> live holder
-	uniqueOf  map[int64]string    // job -> queue+key it holds
+// mjob is the model's account of one job.
+type mjob struct {
+	queue    string
+	state    engine.JobState
+	attempts int // attempts used
+	key      string
 }
 
-// TestPropertyHotPath runs random sequences of enqueue, aborted enqueue, claim, lost claim
-// (the post-commit step never happens), complete (with repeated and stale receipts) and ring
-// rotation against a real database, and after every step checks: no attempt is emitted twice,
-// closure multiplicity is at most 1, Counts equal the model's ground truth, unique keys are held
-// exactly by live jobs, and at the end every committed job is claimable. Replay a failure with
-// the -rapid.seed the failure prints.
-func TestPropertyHotPath(t *testing.T) {
+// model is the test's own account of what the engine must hold.
+type model struct {
+	jobs     map[int64]*mjob
+	open     map[attemptKey]engine.Receipt // emitted attempts that have not ended
+	held     []engine.Receipt              // receipts a worker still holds (lost claims are not here)
+	ended    []engine.Receipt              // receipts of ended attempts (replayed as stale)
+	emitted  map[attemptKey]bool           // every attempt ever emitted
+	uniqueBy map[string]int64              // queue/key -> live holder
+}
+
+const propMaxAttempts = 3
+
+var propDLQ = map[string]bool{"a": true, "b": false}
+
+func (m *model) live(j *mjob) bool {
+	switch j.state {
+	case engine.StateAvailable, engine.StateRunning, engine.StateScheduled, engine.StateRetryable:
+		return true
+	}
+	return false
+}
+
+// finish moves a job out of the live states, releasing its unique key.
+func (m *model) finish(id int64, s engine.JobState) {
+	j := m.jobs[id]
+	j.state = s
+	if j.key != "" && m.uniqueBy[j.queue+"/"+j.key] == id {
+		delete(m.uniqueBy, j.queue+"/"+j.key)
+	}
+}
+
+// endAttempt closes an open attempt in the model.
+func (m *model) endAttempt(k attemptKey) {
+	r := m.open[k]
+	delete(m.open, k)
+	m.held = slices.DeleteFunc(m.held, func(h engine.Receipt) bool { return h == r })
+	m.ended = append(m.ended, r)
+}
+
+// failForward is what the engine does after an error or a rescue.
+func (m *model) failForward(id int64, terminal bool) engine.JobState {
+	j := m.jobs[id]
+	switch {
+	case !terminal && j.attempts < propMaxAttempts:
+		j.state = engine.StateRetryable
+	case propDLQ[j.queue]:
+		m.finish(id, engine.StateDeadLettered)
+	default:
+		m.finish(id, engine.StateFailed)
+	}
+	return j.state
+}
+
+// TestPropertyLifecycle runs random sequences of every engine operation against a real database:
+// enqueue (now and scheduled, with ordering and unique keys), aborted enqueue, claim, lost
+// claims (the post-commit step never happens), complete, fail (retryable and terminal), snooze,
+// heartbeat, cancel in any state, rescue, promotion, dead-letter retry and purge, ring rotation,
+// with repeated and stale receipts. After every step it checks: no attempt emitted twice, no
+// attempt closed twice, Counts equal the model in every state, unique keys held exactly by live
+// jobs, JobGet agrees with the model on sampled jobs; at the end, every live job is claimable.
+// Replay a failure with the -rapid.seed it prints.
+func TestPropertyLifecycle(t *testing.T) {
 	t.Parallel()
 	c := pgtest.Shared(t, 0)
 	tmpl := migratedTemplate(t, c)
@@ -53,20 +103,52 @@ func TestPropertyHotPath(t *testing.T) {
 		defer pool.Close()
 		eng, err := engine.Open(ctx, pool, engine.Config{Lanes: 2})
 		require.NoError(rt, err)
-		m := &model{queueOf: map[int64]string{}, available: map[int64]bool{}, open: map[attemptKey]bool{},
-			emitted: map[attemptKey]bool{}, completed: map[string]int64{}, uniqueBy: map[string]int64{}, uniqueOf: map[int64]string{}}
+		for _, q := range queues {
+			require.NoError(rt, eng.ConfigureQueue(ctx, q, settings(2, propMaxAttempts, propDLQ[q], time.Hour)))
+		}
+		m := &model{jobs: map[int64]*mjob{}, open: map[attemptKey]engine.Receipt{}, emitted: map[attemptKey]bool{}, uniqueBy: map[string]int64{}}
 		rotations := map[string]int{}
+		var ids []int64
 
 		genJob := func(rt *rapid.T) engine.Job {
 			j := engine.Job{Queue: rapid.SampledFrom(queues).Draw(rt, "queue"), Kind: "k"}
 			j.OrderingKey = rapid.SampledFrom([]string{"", "", "x", "y"}).Draw(rt, "ordering_key")
 			j.UniqueKey = rapid.SampledFrom([]string{"", "", "", "u1", "u2"}).Draw(rt, "unique_key")
+			if rapid.IntRange(0, 5).Draw(rt, "scheduled") == 0 {
+				j.RunAt = time.Now().Add(time.Hour)
+			}
 			return j
 		}
+		pickHeld := func(rt *rapid.T, label string) []engine.Receipt {
+			if len(m.held) == 0 {
+				return nil
+			}
+			rs := rapid.SliceOfNDistinct(rapid.SampledFrom(m.held), 1, len(m.held), func(r engine.Receipt) engine.Receipt { return r }).Draw(rt, label)
+			if rapid.Bool().Draw(rt, label+"_repeat") {
+				rs = append(rs, rs[0])
+			}
+			if len(m.ended) > 0 && rapid.Bool().Draw(rt, label+"_stale") {
+				rs = append(rs, rapid.SampledFrom(m.ended).Draw(rt, label+"_stale_receipt"))
+			}
+			return rs
+		}
+		// applies reports, for each receipt of a call, whether the model says it ends an open
+		// attempt (first occurrence only), and ends those attempts in the model.
+		applies := func(rs []engine.Receipt) []bool {
+			out := make([]bool, len(rs))
+			for i, r := range rs {
+				k := attemptKey{r.JobID, r.RunLease}
+				if _, ok := m.open[k]; ok {
+					out[i] = true
+					m.endAttempt(k)
+				}
+			}
+			return out
+		}
 
-		steps := rapid.IntRange(1, 40).Draw(rt, "steps")
+		steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 		for range steps {
-			switch op := rapid.IntRange(0, 9).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 19).Draw(rt, "op"); {
 			case op <= 2: // enqueue
 				jobs := rapid.SliceOfN(rapid.Custom(genJob), 1, 5).Draw(rt, "jobs")
 				res, err := eng.EnqueueMany(ctx, jobs)
@@ -74,16 +156,19 @@ func TestPropertyHotPath(t *testing.T) {
 				for i, r := range res {
 					key := jobs[i].Queue + "/" + jobs[i].UniqueKey
 					holder, held := m.uniqueBy[key]
-					wantDup := jobs[i].UniqueKey != "" && held
-					require.Equal(rt, wantDup, r.Duplicate, "job %d unique key %q", i, jobs[i].UniqueKey)
+					require.Equal(rt, jobs[i].UniqueKey != "" && held, r.Duplicate, "job %d unique key %q", i, jobs[i].UniqueKey)
 					if r.Duplicate {
 						require.Equal(rt, holder, r.JobID)
 						continue
 					}
-					m.queueOf[r.JobID] = jobs[i].Queue
-					m.available[r.JobID] = true
+					s := engine.StateAvailable
+					if !jobs[i].RunAt.IsZero() {
+						s = engine.StateScheduled
+					}
+					m.jobs[r.JobID] = &mjob{queue: jobs[i].Queue, state: s, key: jobs[i].UniqueKey}
+					ids = append(ids, r.JobID)
 					if jobs[i].UniqueKey != "" {
-						m.uniqueBy[key], m.uniqueOf[r.JobID] = r.JobID, key
+						m.uniqueBy[key] = r.JobID
 					}
 				}
 			case op == 3: // aborted enqueue: leaves sequence gaps, writes nothing visible
@@ -100,45 +185,182 @@ func TestPropertyHotPath(t *testing.T) {
 				for _, c := range cs {
 					k := attemptKey{c.Receipt.JobID, c.Receipt.RunLease}
 					require.False(rt, m.emitted[k], "attempt %v emitted twice", k)
-					require.True(rt, m.available[k.job], "job %d claimed but not available", k.job)
-					m.emitted[k], m.open[k] = true, true
-					delete(m.available, k.job)
+					j := m.jobs[k.job]
+					require.NotNil(rt, j, "claimed unknown job %d", k.job)
+					require.Equal(rt, engine.StateAvailable, j.state, "job %d claimed in state %s", k.job, j.state)
+					j.state, j.attempts = engine.StateRunning, c.Attempt
+					m.emitted[k], m.open[k] = true, c.Receipt
 					if !lost {
 						m.held = append(m.held, c.Receipt)
 					}
 				}
-			case op <= 8: // complete a random subset of held receipts, plus repeats and stale ones
-				if len(m.held) == 0 && len(m.done) == 0 {
+			case op <= 8: // complete
+				rs := pickHeld(rt, "complete")
+				if rs == nil {
 					continue
 				}
-				var rs []engine.Receipt
-				if len(m.held) > 0 {
-					rs = append(rs, rapid.SliceOfNDistinct(rapid.SampledFrom(m.held), 1, len(m.held), func(r engine.Receipt) engine.Receipt { return r }).Draw(rt, "complete")...)
-				}
-				if len(rs) > 0 && rapid.Bool().Draw(rt, "repeat") {
-					rs = append(rs, rs[0])
-				}
-				if len(m.done) > 0 && rapid.Bool().Draw(rt, "stale") {
-					rs = append(rs, rapid.SampledFrom(m.done).Draw(rt, "stale_receipt"))
-				}
+				want := applies(rs)
 				out, err := eng.Complete(ctx, rs)
 				require.NoError(rt, err)
 				for i, r := range rs {
-					k := attemptKey{r.JobID, r.RunLease}
-					if m.open[k] {
-						require.Equal(rt, engine.Applied, out[i], "receipt %d (%v)", i, k)
-						delete(m.open, k)
-						m.completed[m.queueOf[r.JobID]]++
-						m.done = append(m.done, r)
-						m.held = slices.DeleteFunc(m.held, func(h engine.Receipt) bool { return h == r })
-						if key, ok := m.uniqueOf[r.JobID]; ok {
-							delete(m.uniqueBy, key)
-							delete(m.uniqueOf, r.JobID)
-						}
-					} else {
-						require.Equal(rt, engine.Stale, out[i], "receipt %d (%v)", i, k)
+					require.Equal(rt, want[i], out[i] == engine.Applied, "complete receipt %d (%v)", i, r)
+					if want[i] {
+						m.finish(r.JobID, engine.StateCompleted)
 					}
 				}
+			case op <= 10: // fail
+				rs := pickHeld(rt, "fail")
+				if rs == nil {
+					continue
+				}
+				terminal := rapid.Bool().Draw(rt, "terminal")
+				fs := make([]engine.Failure, len(rs))
+				for i, r := range rs {
+					fs[i] = engine.Failure{Receipt: r, Error: "e", RetryAfter: time.Microsecond, Terminal: terminal}
+				}
+				want := applies(rs)
+				out, err := eng.Fail(ctx, fs)
+				require.NoError(rt, err)
+				for i, r := range rs {
+					require.Equal(rt, want[i], out[i].Outcome == engine.Applied, "fail receipt %d", i)
+					if want[i] {
+						require.Equal(rt, m.failForward(r.JobID, terminal), out[i].State)
+					}
+				}
+			case op == 11: // snooze
+				rs := pickHeld(rt, "snooze")
+				if rs == nil {
+					continue
+				}
+				want := applies(rs)
+				delays := make([]time.Duration, len(rs))
+				out, err := eng.Snooze(ctx, rs, delays)
+				require.NoError(rt, err)
+				for i, r := range rs {
+					require.Equal(rt, want[i], out[i] == engine.Applied, "snooze receipt %d", i)
+					if want[i] {
+						j := m.jobs[r.JobID]
+						j.state, j.attempts = engine.StateScheduled, j.attempts-1
+					}
+				}
+			case op == 12: // heartbeat: applies exactly to open attempts, ends nothing
+				rs := pickHeld(rt, "heartbeat")
+				if rs == nil {
+					continue
+				}
+				out, err := eng.Heartbeat(ctx, rs, nil)
+				require.NoError(rt, err)
+				seen := map[attemptKey]bool{}
+				for i, r := range rs {
+					k := attemptKey{r.JobID, r.RunLease}
+					_, open := m.open[k]
+					if open && !seen[k] {
+						require.Equal(rt, engine.Applied, out[i], "heartbeat receipt %d", i)
+					}
+					if !open {
+						require.Equal(rt, engine.Stale, out[i], "heartbeat receipt %d", i)
+					}
+					seen[k] = true
+				}
+			case op == 13: // cancel any known job
+				if len(ids) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(ids).Draw(rt, "cancel_job")
+				j := m.jobs[id]
+				res, err := eng.Cancel(ctx, id)
+				if j.state == engine.StateCompleted || j.state == engine.StateFailed || j.state == engine.StateCancelled || j.state == engine.StateDeadLettered {
+					if j.state == engine.StateDeadLettered {
+						// A dead letter is not cancellable; the purge op removes it.
+						require.NoError(rt, err)
+						require.False(rt, res.Cancelled)
+						continue
+					}
+					require.NoError(rt, err)
+					require.Equal(rt, engine.CancelResult{Cancelled: false, Previous: j.state}, res)
+					continue
+				}
+				if j.state == "purged" {
+					require.ErrorIs(rt, err, engine.ErrNotFound)
+					continue
+				}
+				require.NoError(rt, err)
+				require.Equal(rt, engine.CancelResult{Cancelled: true, Previous: j.state}, res)
+				if j.state == engine.StateRunning {
+					for k := range m.open {
+						if k.job == id {
+							m.endAttempt(k)
+						}
+					}
+				}
+				m.finish(id, engine.StateCancelled)
+			case op == 14: // rescue every open attempt (lost claims included), time pinned ahead
+				rows, err := pool.Query(ctx, `SELECT job_id, state FROM braid.job_rescue(interval '1 second', 1000, now() + interval '1 day')`)
+				require.NoError(rt, err)
+				got := map[int64]engine.JobState{}
+				for rows.Next() {
+					var id int64
+					var s string
+					require.NoError(rt, rows.Scan(&id, &s))
+					got[id] = engine.JobState(s)
+				}
+				require.NoError(rt, rows.Err())
+				want := map[int64]engine.JobState{}
+				for k := range m.open {
+					m.endAttempt(k)
+					want[k.job] = m.failForward(k.job, false)
+				}
+				require.Equal(rt, want, got)
+			case op <= 16: // promote every deferred job, time pinned past every backoff (rescue runs a day ahead)
+				var n int
+				require.NoError(rt, pool.QueryRow(ctx, `SELECT braid.job_promote(1000, now() + interval '3 days')`).Scan(&n))
+				want := 0
+				for _, j := range m.jobs {
+					if j.state == engine.StateScheduled || j.state == engine.StateRetryable {
+						j.state = engine.StateAvailable
+						want++
+					}
+				}
+				require.Equal(rt, want, n)
+			case op == 17: // dead-letter retry
+				var dlq []int64
+				for _, id := range ids {
+					if m.jobs[id].state == engine.StateDeadLettered {
+						dlq = append(dlq, id)
+					}
+				}
+				if len(dlq) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(dlq).Draw(rt, "dlq_retry")
+				res, err := eng.DeadLetterRetry(ctx, []int64{id})
+				require.NoError(rt, err)
+				j := m.jobs[id]
+				key := j.queue + "/" + j.key
+				if holder, held := m.uniqueBy[key]; j.key != "" && held {
+					require.Equal(rt, []engine.DeadLetterRetryResult{{JobID: id, HeldBy: holder}}, res)
+					continue
+				}
+				require.Equal(rt, []engine.DeadLetterRetryResult{{JobID: id, Retried: true}}, res)
+				j.state, j.attempts = engine.StateAvailable, 0
+				if j.key != "" {
+					m.uniqueBy[key] = id
+				}
+			case op == 18: // dead-letter purge
+				var dlq []int64
+				for _, id := range ids {
+					if m.jobs[id].state == engine.StateDeadLettered {
+						dlq = append(dlq, id)
+					}
+				}
+				if len(dlq) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(dlq).Draw(rt, "dlq_purge")
+				purged, err := eng.DeadLetterPurge(ctx, []int64{id})
+				require.NoError(rt, err)
+				require.Equal(rt, []int64{id}, purged)
+				m.jobs[id].state = "purged"
 			default: // rotate a ring (never onto a slot that is still in use: no prune yet)
 				ring := rapid.SampledFrom([]string{"queue", "claim"}).Draw(rt, "ring")
 				if (ring == "queue" && rotations[ring] >= 15) || (ring == "claim" && rotations[ring] >= 7) {
@@ -149,10 +371,15 @@ func TestPropertyHotPath(t *testing.T) {
 					SELECT ring, max(generation) + 1 FROM braid.ring_gen WHERE ring = $1 GROUP BY ring`, ring)
 				require.NoError(rt, err)
 			}
-			checkInvariants(rt, ctx, pool, eng, m, queues)
+			checkInvariants(rt, ctx, pool, eng, m, queues, ids)
 		}
 
-		// Every committed job is eventually claimable.
+		// Every live job is eventually claimable.
+		_, err = pool.Exec(ctx, `SELECT braid.job_rescue(interval '1 second', 100000, now() + interval '1 day')`)
+		require.NoError(rt, err)
+		_, err = pool.Exec(ctx, `SELECT braid.job_promote(100000, now() + interval '2 days')`)
+		require.NoError(rt, err)
+		claimable := map[int64]bool{}
 		for _, q := range queues {
 			for {
 				cs, err := eng.Claim(ctx, engine.ClaimRequest{Queue: q, LaneNo: -1, Max: 100})
@@ -161,30 +388,52 @@ func TestPropertyHotPath(t *testing.T) {
 					break
 				}
 				for _, c := range cs {
-					require.True(rt, m.available[c.Receipt.JobID])
-					delete(m.available, c.Receipt.JobID)
+					claimable[c.Receipt.JobID] = true
 				}
 			}
 		}
-		require.Empty(rt, m.available, "jobs that were never claimable")
+		for id, j := range m.jobs {
+			if m.live(j) {
+				if j.state == engine.StateRunning && j.attempts >= propMaxAttempts {
+					continue // the final rescue exhausted it
+				}
+				require.True(rt, claimable[id], "live job %d (%s) was never claimable", id, j.state)
+			}
+		}
 	})
 }
 
-func checkInvariants(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *engine.Engine, m *model, queues []string) {
+func checkInvariants(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *engine.Engine, m *model, queues []string, ids []int64) {
 	var multi int
 	require.NoError(rt, pool.QueryRow(ctx, `SELECT count(*) FROM (
 		SELECT c.batch_id, x FROM braid.closure c, unnest(c.members) x GROUP BY 1, 2 HAVING count(*) > 1) s`).Scan(&multi))
 	require.Zero(rt, multi, "an attempt has more than one closure")
 
 	for _, q := range queues {
-		want := engine.Counts{Completed: m.completed[q]}
-		for id := range m.available {
-			if m.queueOf[id] == q {
+		var want engine.Counts
+		for _, j := range m.jobs {
+			if j.queue != q {
+				continue
+			}
+			switch j.state {
+			case engine.StateAvailable:
 				want.Available++
+			case engine.StateScheduled:
+				want.Scheduled++
+			case engine.StateRetryable:
+				want.Retryable++
+			case engine.StateCompleted:
+				want.Completed++
+			case engine.StateFailed:
+				want.Failed++
+			case engine.StateCancelled:
+				want.Cancelled++
+			case engine.StateDeadLettered:
+				want.DeadLettered++
 			}
 		}
 		for k := range m.open {
-			if m.queueOf[k.job] == q {
+			if m.jobs[k.job].queue == q {
 				want.Running++
 			}
 		}
@@ -209,17 +458,17 @@ func checkInvariants(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *
 	slices.Sort(want)
 	require.Equal(rt, want, held, "unique keys are held exactly by live jobs")
 
-	for id := range m.available {
-		info, err := eng.JobGet(ctx, id)
-		require.NoError(rt, err)
-		require.Equal(rt, engine.StateAvailable, info.State, "job %d", id)
-		break
+	if len(ids) == 0 {
+		return
 	}
-	for k := range m.open {
-		info, err := eng.JobGet(ctx, k.job)
-		require.NoError(rt, err)
-		require.Equal(rt, engine.StateRunning, info.State, "job %d", k.job)
-		require.Equal(rt, k.lease, info.RunLease)
-		break
+	for _, id := range []int64{ids[len(ids)-1], ids[len(ids)/2], ids[0]} {
+		j := m.jobs[id]
+		info, err := eng.JobGet(ctx, id)
+		if j.state == "purged" {
+			require.ErrorIs(rt, err, engine.ErrNotFound, "job %d", id)
+			continue
+		}
+		require.NoError(rt, err, "job %d", id)
+		require.Equal(rt, j.state, info.State, "job %d", id)
 	}
 }

@@ -260,6 +260,7 @@ DECLARE
     v_lane     record;
     v_cslot    smallint;
     v_deadline interval;
+    v_cursor   bigint;
 BEGIN
     SELECT q.deadline INTO v_deadline FROM braid.queue q WHERE q.name = p_queue;
     IF NOT FOUND THEN
@@ -277,51 +278,57 @@ BEGIN
             SELECT c.slot INTO v_cslot FROM braid.ring_current('claim') c;
         END IF;
 
-        RETURN QUERY
-        WITH cur AS MATERIALIZED (
-            SELECT braid.lane_cursor(v_lane.lane_id) AS seq
-        ), cand AS MATERIALIZED (
-            SELECT r.* FROM braid.ready r
-            WHERE r.lane_id = v_lane.lane_id AND r.lane_seq > (SELECT seq FROM cur)
-            ORDER BY r.lane_seq
-            LIMIT p_max
-        ), cut AS MATERIALIZED (
-            SELECT c.* FROM cand c
-            WHERE c.lane_seq < coalesce((SELECT min(o.lane_seq) FROM cand o
-                                         WHERE o.qslot <> (SELECT h.qslot FROM cand h ORDER BY h.lane_seq LIMIT 1)),
-                                        9223372036854775807)
-        ), live AS MATERIALIZED (
-            SELECT c.*, (row_number() OVER (ORDER BY c.lane_seq))::integer AS idx
-            FROM cut c
-            WHERE c.lane_seq NOT IN (SELECT t.lane_seq FROM braid.tombstones(v_lane.lane_id,
-                                         (SELECT seq FROM cur), (SELECT max(x.lane_seq) FROM cut x)) t)
-        ), bid AS MATERIALIZED (
-            SELECT nextval('braid.batch_id_seq') AS id WHERE EXISTS (SELECT 1 FROM cut)
-        ), em AS (
-            INSERT INTO braid.emission (qslot, lane_id, after_seq, last_seq, cslot, batch_id)
-            SELECT min(c.qslot), v_lane.lane_id, (SELECT seq FROM cur), max(c.lane_seq), v_cslot,
-                   (SELECT id FROM bid)
-            FROM cut c
-            HAVING count(*) > 0
-        ), cb AS (
-            INSERT INTO braid.claim_batch (cslot, batch_id, lane_id, qslot, job_ids, run_leases,
-                                           lane_seqs, attempts, n, has_unique, claimed_at,
-                                           deadline_at, node)
-            SELECT v_cslot, (SELECT id FROM bid), v_lane.lane_id, min(l.qslot),
-                   array_agg(l.job_id ORDER BY l.idx), array_agg(l.run_lease + 1 ORDER BY l.idx),
-                   array_agg(l.lane_seq ORDER BY l.idx), array_agg(l.attempt + 1 ORDER BY l.idx),
-                   count(*), bool_or(l.unique_key IS NOT NULL), v_now, v_now + v_deadline, p_node
+        -- A claim whose rows were all tombstoned emits nothing but still moves the cursor past
+        -- them; then the lane is tried again, so an empty result means an empty lane.
+        LOOP
+            v_cursor := braid.lane_cursor(v_lane.lane_id);
+            RETURN QUERY
+            WITH cur AS MATERIALIZED (
+                SELECT v_cursor AS seq
+            ), cand AS MATERIALIZED (
+                SELECT r.* FROM braid.ready r
+                WHERE r.lane_id = v_lane.lane_id AND r.lane_seq > (SELECT seq FROM cur)
+                ORDER BY r.lane_seq
+                LIMIT p_max
+            ), cut AS MATERIALIZED (
+                SELECT c.* FROM cand c
+                WHERE c.lane_seq < coalesce((SELECT min(o.lane_seq) FROM cand o
+                                             WHERE o.qslot <> (SELECT h.qslot FROM cand h ORDER BY h.lane_seq LIMIT 1)),
+                                            9223372036854775807)
+            ), live AS MATERIALIZED (
+                SELECT c.*, (row_number() OVER (ORDER BY c.lane_seq))::integer AS idx
+                FROM cut c
+                WHERE c.lane_seq NOT IN (SELECT t.lane_seq FROM braid.tombstones(v_lane.lane_id,
+                                             (SELECT seq FROM cur), (SELECT max(x.lane_seq) FROM cut x)) t)
+            ), bid AS MATERIALIZED (
+                SELECT nextval('braid.batch_id_seq') AS id WHERE EXISTS (SELECT 1 FROM cut)
+            ), em AS (
+                INSERT INTO braid.emission (qslot, lane_id, after_seq, last_seq, cslot, batch_id)
+                SELECT min(c.qslot), v_lane.lane_id, (SELECT seq FROM cur), max(c.lane_seq), v_cslot,
+                       (SELECT id FROM bid)
+                FROM cut c
+                HAVING count(*) > 0
+            ), cb AS (
+                INSERT INTO braid.claim_batch (cslot, batch_id, lane_id, qslot, job_ids, run_leases,
+                                               lane_seqs, attempts, n, has_unique, claimed_at,
+                                               deadline_at, node)
+                SELECT v_cslot, (SELECT id FROM bid), v_lane.lane_id, min(l.qslot),
+                       array_agg(l.job_id ORDER BY l.idx), array_agg(l.run_lease + 1 ORDER BY l.idx),
+                       array_agg(l.lane_seq ORDER BY l.idx), array_agg(l.attempt + 1 ORDER BY l.idx),
+                       count(*), bool_or(l.unique_key IS NOT NULL), v_now, v_now + v_deadline, p_node
+                FROM live l
+                HAVING count(*) > 0
+            )
+            SELECT v_cslot, (SELECT id FROM bid), l.idx, l.job_id, l.run_lease + 1, l.attempt + 1,
+                   l.max_attempts, v_lane.priority, v_lane.lane_no, l.kind, l.args, l.metadata,
+                   l.errors, l.unique_key, l.run_at, l.created_at, v_now + v_deadline
             FROM live l
-            HAVING count(*) > 0
-        )
-        SELECT v_cslot, (SELECT id FROM bid), l.idx, l.job_id, l.run_lease + 1, l.attempt + 1,
-               l.max_attempts, v_lane.priority, v_lane.lane_no, l.kind, l.args, l.metadata,
-               l.errors, l.unique_key, l.run_at, l.created_at, v_now + v_deadline
-        FROM live l
-        ORDER BY l.idx;
-        IF FOUND THEN
-            RETURN;
-        END IF;
+            ORDER BY l.idx;
+            IF FOUND THEN
+                RETURN;
+            END IF;
+            EXIT WHEN braid.lane_cursor(v_lane.lane_id) = v_cursor;
+        END LOOP;
     END LOOP;
 END
 $$;

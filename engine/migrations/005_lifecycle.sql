@@ -202,7 +202,7 @@ BEGIN
         FROM braid.open_attempts(p_cslots, p_batch_ids) o
         JOIN r ON r.cslot = o.cslot AND r.batch_id = o.batch_id AND r.idx = o.idx
               AND r.run_lease = o.run_lease
-        ORDER BY o.job_id, r.ord DESC
+        ORDER BY o.job_id, r.ord
     ), up AS (
         INSERT INTO braid.attempt_state AS a (job_id, run_lease, batch_id, heartbeat_at, progress)
         SELECT ok.job_id, ok.run_lease, ok.batch_id, coalesce(p_now, now()), ok.progress FROM ok
