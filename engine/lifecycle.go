@@ -196,22 +196,74 @@ func (e *Engine) CancelChannel() string { return e.cfg.Schema + ".cancel" }
 // table), available (tombstoned so no claim emits it) or running (the attempt ends as cancelled
 // and CancelChannel is notified). Cancelling a finished job changes nothing.
 func (e *Engine) Cancel(ctx context.Context, jobID int64) (CancelResult, error) {
-	if ShardOf(jobID) != e.id.ShardID {
-		return CancelResult{}, &ValidationError{Field: "job_id", Value: fmt.Sprint(jobID),
-			Problem: fmt.Sprintf("job belongs to shard %d, this is shard %d", ShardOf(jobID), e.id.ShardID)}
+	return e.cancel(ctx, jobID, false, "cancel")
+}
+
+// Discard moves a job in any live state to the dead-letter table, as Cancel does to cancelled:
+// for a job an operator wants kept for inspection rather than run.
+func (e *Engine) Discard(ctx context.Context, jobID int64) (CancelResult, error) {
+	return e.cancel(ctx, jobID, true, "discard")
+}
+
+func (e *Engine) cancel(ctx context.Context, jobID int64, discard bool, op string) (CancelResult, error) {
+	if err := e.ownJob(jobID); err != nil {
+		return CancelResult{}, err
 	}
 	var (
 		prev      string
 		cancelled bool
 	)
-	err := e.pool.QueryRow(ctx, e.sql.cancel, jobID, nil).Scan(&prev, &cancelled)
+	err := e.pool.QueryRow(ctx, e.sql.cancel, jobID, discard, nil).Scan(&prev, &cancelled)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return CancelResult{}, fmt.Errorf("shard %d: cancel job %d: %w", e.id.ShardID, jobID, ErrNotFound)
+		return CancelResult{}, fmt.Errorf("shard %d: %s job %d: %w", e.id.ShardID, op, jobID, ErrNotFound)
 	}
 	if err != nil {
-		return CancelResult{}, fmt.Errorf("shard %d: cancel job %d: %w", e.id.ShardID, jobID, err)
+		return CancelResult{}, fmt.Errorf("shard %d: %s job %d: %w", e.id.ShardID, op, jobID, err)
 	}
 	return CancelResult{Cancelled: cancelled, Previous: JobState(prev)}, nil
+}
+
+func (e *Engine) ownJob(jobID int64) error {
+	if ShardOf(jobID) != e.id.ShardID {
+		return &ValidationError{Field: "job_id", Value: fmt.Sprint(jobID),
+			Problem: fmt.Sprintf("job belongs to shard %d, this is shard %d", ShardOf(jobID), e.id.ShardID)}
+	}
+	return nil
+}
+
+// RetryResult says what Retry did.
+type RetryResult struct {
+	Retried  bool
+	Previous JobState // failed or cancelled
+	HeldBy   int64    // when not retried: the live job that now holds its unique key
+}
+
+// ErrNotRetryable is returned by Retry for a job that is neither failed nor cancelled.
+var ErrNotRetryable = errors.New("job is neither failed nor cancelled")
+
+// Retry makes a failed or cancelled job available again with its attempts reset (same job id;
+// its run lease moves on by one; its failed or cancelled count moves back).
+func (e *Engine) Retry(ctx context.Context, jobID int64) (RetryResult, error) {
+	if err := e.ownJob(jobID); err != nil {
+		return RetryResult{}, err
+	}
+	var (
+		res    RetryResult
+		prev   string
+		heldBy *int64
+	)
+	err := e.pool.QueryRow(ctx, e.sql.retry, jobID, nil).Scan(&prev, &res.Retried, &heldBy)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RetryResult{}, fmt.Errorf("shard %d: retry job %d: %w", e.id.ShardID, jobID, ErrNotRetryable)
+	}
+	if err != nil {
+		return RetryResult{}, fmt.Errorf("shard %d: retry job %d: %w", e.id.ShardID, jobID, err)
+	}
+	res.Previous = JobState(prev)
+	if heldBy != nil {
+		res.HeldBy = *heldBy
+	}
+	return res, nil
 }
 
 // Promote makes up to limit due scheduled, retryable and snoozed jobs available (same job id and

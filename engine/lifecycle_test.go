@@ -472,3 +472,83 @@ func TestCancelRacesClaim(t *testing.T) {
 	}
 	require.Equal(t, engine.Counts{Cancelled: 30}, counts(t, b, "q"))
 }
+
+func TestDiscardAndOperatorRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "q", settings(1, 1, false, time.Minute)))
+
+	t.Run("discard moves live jobs to the dead-letter table", func(t *testing.T) {
+		sched := job("q")
+		sched.RunAt = time.Now().Add(time.Hour)
+		s, err := b.eng.Enqueue(b.ctx, sched)
+		require.NoError(t, err)
+		run, err := b.eng.Enqueue(b.ctx, job("q"))
+		require.NoError(t, err)
+		c := claimOne(t, b, "q")
+		avail, err := b.eng.Enqueue(b.ctx, job("q"))
+		require.NoError(t, err)
+
+		for id, prev := range map[int64]engine.JobState{s.JobID: engine.StateScheduled, run.JobID: engine.StateRunning, avail.JobID: engine.StateAvailable} {
+			res, err := b.eng.Discard(b.ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, engine.CancelResult{Cancelled: true, Previous: prev}, res)
+			require.Equal(t, engine.StateDeadLettered, state(t, b, id).State)
+		}
+		out, err := b.eng.Complete(b.ctx, []engine.Receipt{c.Receipt})
+		require.NoError(t, err)
+		require.Equal(t, []engine.Outcome{engine.Stale}, out)
+		require.Empty(t, claimAll(t, b, "q", 10))
+		require.Equal(t, engine.Counts{DeadLettered: 3}, counts(t, b, "q"))
+		_, err = b.eng.DeadLetterPurge(b.ctx, []int64{s.JobID, run.JobID, avail.JobID})
+		require.NoError(t, err)
+	})
+
+	t.Run("retry brings failed and cancelled jobs back", func(t *testing.T) {
+		j := job("q")
+		j.UniqueKey = "once"
+		failed, err := b.eng.Enqueue(b.ctx, j)
+		require.NoError(t, err)
+		_, err = b.eng.Fail(b.ctx, []engine.Failure{{Receipt: claimOne(t, b, "q").Receipt, Error: "x"}})
+		require.NoError(t, err)
+		cancelled, err := b.eng.Enqueue(b.ctx, job("q"))
+		require.NoError(t, err)
+		_, err = b.eng.Cancel(b.ctx, cancelled.JobID)
+		require.NoError(t, err)
+		require.Equal(t, engine.Counts{Failed: 1, Cancelled: 1}, counts(t, b, "q"))
+
+		// Two operators retry the failed job at once: one wins.
+		var wg sync.WaitGroup
+		results := make([]error, 2)
+		for i := range results {
+			wg.Go(func() { _, results[i] = b.eng.Retry(context.Background(), failed.JobID) })
+		}
+		wg.Wait()
+		require.ElementsMatch(t, []bool{true, false}, []bool{results[0] == nil, results[1] == nil}, "%v", results)
+		for _, err := range results {
+			if err != nil {
+				require.ErrorIs(t, err, engine.ErrNotRetryable)
+			}
+		}
+		info := state(t, b, failed.JobID)
+		require.Equal(t, engine.StateAvailable, info.State)
+		require.Equal(t, 0, info.Attempt)
+		_, err = b.eng.Enqueue(b.ctx, j)
+		var conflict *engine.UniqueConflictError
+		require.ErrorAs(t, err, &conflict, "the retried job holds its unique key again")
+
+		res, err := b.eng.Retry(b.ctx, cancelled.JobID)
+		require.NoError(t, err)
+		require.Equal(t, engine.RetryResult{Retried: true, Previous: engine.StateCancelled}, res)
+		require.Equal(t, engine.Counts{Available: 2}, counts(t, b, "q"))
+
+		cs := claimAll(t, b, "q", 10)
+		require.Len(t, cs, 2)
+		require.Equal(t, int64(3), cs[0].Receipt.RunLease, "the failed job's lease lineage continues (attempt 1, retry row 2, claim 3)")
+		_, err = b.eng.Complete(b.ctx, receipts(cs))
+		require.NoError(t, err)
+		_, err = b.eng.Retry(b.ctx, failed.JobID)
+		require.ErrorIs(t, err, engine.ErrNotRetryable, "a completed job is not retried")
+		require.Equal(t, engine.Counts{Completed: 2}, counts(t, b, "q"))
+	})
+}

@@ -148,7 +148,7 @@ func TestPropertyLifecycle(t *testing.T) {
 
 		steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 		for range steps {
-			switch op := rapid.IntRange(0, 19).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 21).Draw(rt, "op"); {
 			case op <= 2: // enqueue
 				jobs := rapid.SliceOfN(rapid.Custom(genJob), 1, 5).Draw(rt, "jobs")
 				res, err := eng.EnqueueMany(ctx, jobs)
@@ -361,6 +361,49 @@ func TestPropertyLifecycle(t *testing.T) {
 				require.NoError(rt, err)
 				require.Equal(rt, []int64{id}, purged)
 				m.jobs[id].state = "purged"
+			case op == 20: // discard a live job into the dead-letter table
+				var live []int64
+				for _, id := range ids {
+					if m.live(m.jobs[id]) {
+						live = append(live, id)
+					}
+				}
+				if len(live) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(live).Draw(rt, "discard_job")
+				j := m.jobs[id]
+				res, err := eng.Discard(ctx, id)
+				require.NoError(rt, err)
+				require.Equal(rt, engine.CancelResult{Cancelled: true, Previous: j.state}, res)
+				for k := range m.open {
+					if k.job == id {
+						m.endAttempt(k)
+					}
+				}
+				m.finish(id, engine.StateDeadLettered)
+			case op == 21: // operator retry of any known job
+				if len(ids) == 0 {
+					continue
+				}
+				id := rapid.SampledFrom(ids).Draw(rt, "retry_job")
+				j := m.jobs[id]
+				res, err := eng.Retry(ctx, id)
+				if j.state != engine.StateFailed && j.state != engine.StateCancelled {
+					require.ErrorIs(rt, err, engine.ErrNotRetryable, "job %d in state %s", id, j.state)
+					continue
+				}
+				require.NoError(rt, err)
+				key := j.queue + "/" + j.key
+				if holder, held := m.uniqueBy[key]; j.key != "" && held {
+					require.Equal(rt, engine.RetryResult{Previous: j.state, HeldBy: holder}, res)
+					continue
+				}
+				require.Equal(rt, engine.RetryResult{Retried: true, Previous: j.state}, res)
+				j.state, j.attempts = engine.StateAvailable, 0
+				if j.key != "" {
+					m.uniqueBy[key] = id
+				}
 			default: // rotate a ring (never onto a slot that is still in use: no prune yet)
 				ring := rapid.SampledFrom([]string{"queue", "claim"}).Draw(rt, "ring")
 				if (ring == "queue" && rotations[ring] >= 15) || (ring == "claim" && rotations[ring] >= 7) {

@@ -347,7 +347,7 @@ $$;
 -- attempt is still open (a repeated receipt counts once) and writes one closure per (claim batch,
 -- outcome). Returns the ended attempts; callers write the successor rows in the same
 -- transaction. Outcomes: 1 completed, 2 completed with output, 3 errored, 4 snoozed,
--- 5 cancelled, 6 rescued.
+-- 5 cancelled, 6 rescued, 7 discarded.
 CREATE FUNCTION braid.attempt_end(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
                                   p_run_leases bigint[], p_outcomes smallint[], p_now timestamptz)
 RETURNS TABLE (ord integer, cslot smallint, batch_id bigint, idx integer, job_id bigint,

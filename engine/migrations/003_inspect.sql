@@ -79,6 +79,9 @@ BEGIN
     SELECT * INTO r FROM braid.ready x WHERE x.job_id = p_job_id ORDER BY x.lane_seq DESC LIMIT 1;
     SELECT * INTO t FROM braid.terminal x WHERE x.job_id = p_job_id ORDER BY x.finalized_at DESC LIMIT 1;
 
+    -- A terminal row ended the newest ready row (an attempt claimed from it has a greater lease,
+    -- a cancel before any claim the same lease); an operator retry's ready row has a greater
+    -- lease than the terminal row it retries.
     IF t.job_id IS NOT NULL AND (r.job_id IS NULL OR t.run_lease >= r.run_lease) THEN
         SELECT * INTO l FROM braid.lane x WHERE x.lane_id = t.lane_id;
         RETURN QUERY SELECT CASE t.state WHEN 5 THEN 'completed' WHEN 6 THEN 'failed' ELSE 'cancelled' END,
@@ -92,9 +95,8 @@ BEGIN
     SELECT * INTO l FROM braid.lane x WHERE x.lane_id = r.lane_id;
 
     IF EXISTS (SELECT 1 FROM braid.tombstones(r.lane_id, r.lane_seq - 1, r.lane_seq)) THEN
-        RETURN QUERY SELECT 'cancelled'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
-            r.metadata, r.errors, r.attempt, r.max_attempts, r.run_lease, r.unique_key, r.run_at,
-            r.created_at, NULL::timestamptz;
+        -- Tombstoned by a cancel (whose terminal row precedes it above) or by a discard whose
+        -- dead letter was purged since: gone.
         RETURN;
     END IF;
 

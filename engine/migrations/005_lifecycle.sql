@@ -1,6 +1,8 @@
 -- braid engine, version 5: the unhappy paths (DESIGN.md §2.6, §2.7): fail with retry, backoff,
--- dead letters or terminal failure; snooze; cancel in every state; promotion of due deferred
--- jobs; heartbeats; rescue of stale attempts; dead-letter retry, purge and trim. Every path that
+-- dead letters or terminal failure; snooze; cancel and discard in every state; operator retry of
+-- failed and cancelled jobs; promotion of due deferred jobs; heartbeats; rescue of stale
+-- attempts; dead-letter retry, purge and trim. Lock namespace 5 (key hashint8(job_id)): one
+-- operator retry of a job at a time. Every path that
 -- ends an attempt goes through braid.attempt_end (version 2) and writes its successor in the
 -- same transaction.
 
@@ -44,13 +46,31 @@ BEGIN
 END
 $$;
 
--- One failed attempt with what its successor needs (attempt_fail's working set).
-CREATE TYPE braid.failed_attempt AS (
+-- A job with what its successor row needs (attempt_fail's working set, dead_letter_write's input).
+CREATE TYPE braid.job_row AS (
     ord integer, job_id bigint, run_lease bigint, attempt integer, max_attempts integer,
     qslot smallint, lane_id integer, queue text, priority smallint, lane_no smallint,
     kind text, args jsonb, metadata jsonb, errors jsonb, unique_key text,
     created_at timestamptz, retry_at timestamptz, next text
 );
+
+-- DeadLetterWrite: THE way jobs enter the dead-letter table (exhausted, terminal error or
+-- discard): the letter, and the job's unique key released.
+CREATE FUNCTION braid.dead_letter_write(p_rows braid.job_row[], p_now timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    INSERT INTO braid.dead_letter (job_id, queue, priority, lane_no, run_lease, attempt,
+                                   max_attempts, kind, args, metadata, errors, unique_key,
+                                   created_at, dead_at)
+    SELECT f.job_id, f.queue, f.priority, f.lane_no, f.run_lease, f.attempt, f.max_attempts,
+           f.kind, f.args, f.metadata, f.errors, f.unique_key, f.created_at, p_now
+    FROM unnest(p_rows) f;
+
+    DELETE FROM braid.unique_claim u USING unnest(p_rows) f
+    WHERE f.unique_key IS NOT NULL AND u.job_id = f.job_id;
+END
+$$;
 
 -- AttemptFail: ends attempts with an error (outcome 3) or as rescued (outcome 6), then per
 -- attempt: retry into the deferred table while attempts remain and the error is not terminal;
@@ -64,7 +84,7 @@ RETURNS TABLE (ord integer, job_id bigint, state text)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now  timestamptz := coalesce(p_now, now());
-    v_rows braid.failed_attempt[];
+    v_rows braid.job_row[];
     t      record;
 BEGIN
     v_rows := ARRAY(
@@ -77,7 +97,7 @@ BEGIN
                    v_now + coalesce(p_retry_after[e.ord], braid.retry_backoff(e.attempt)),
                    CASE WHEN NOT coalesce(p_terminal[e.ord], false) AND e.attempt < r.max_attempts THEN 'retryable'
                         WHEN q.dlq THEN 'dead_lettered'
-                        ELSE 'failed' END)::braid.failed_attempt
+                        ELSE 'failed' END)::braid.job_row
         FROM braid.attempt_end(p_cslots, p_batch_ids, p_idx, p_run_leases,
                                array_fill(p_outcome, ARRAY[cardinality(p_idx)]), v_now) e
         JOIN braid.ready r ON r.qslot = e.qslot AND r.lane_id = e.lane_id AND r.lane_seq = e.lane_seq
@@ -91,15 +111,7 @@ BEGIN
            f.kind, f.args, f.metadata, f.errors, f.unique_key, f.retry_at, f.created_at
     FROM unnest(v_rows) f WHERE f.next = 'retryable';
 
-    INSERT INTO braid.dead_letter (job_id, queue, priority, lane_no, run_lease, attempt,
-                                   max_attempts, kind, args, metadata, errors, unique_key,
-                                   created_at, dead_at)
-    SELECT f.job_id, f.queue, f.priority, f.lane_no, f.run_lease, f.attempt, f.max_attempts,
-           f.kind, f.args, f.metadata, f.errors, f.unique_key, f.created_at, v_now
-    FROM unnest(v_rows) f WHERE f.next = 'dead_lettered';
-
-    DELETE FROM braid.unique_claim u USING unnest(v_rows) f
-    WHERE f.next = 'dead_lettered' AND f.unique_key IS NOT NULL AND u.job_id = f.job_id;
+    PERFORM braid.dead_letter_write(ARRAY(SELECT f FROM unnest(v_rows) f WHERE f.next = 'dead_lettered'), v_now);
 
     SELECT array_agg(f.qslot) AS qs, array_agg(f.lane_id) AS ls, array_agg(f.job_id) AS js,
            array_agg(f.run_lease) AS rl, array_agg(f.attempt) AS at, array_agg(f.max_attempts) AS ma,
@@ -250,77 +262,135 @@ BEGIN
 END
 $$;
 
--- JobCancel: cancels one job in whatever state it is. Scheduled or retryable: the deferred row
--- is deleted. Available: under the lane's claim lock, a tombstone so no claim emits it. Running:
--- the attempt ends as cancelled and a notification on braid.cancel ("job_id:run_lease") lets the
--- worker cancel the handler. Each writes a cancelled terminal row. A job that already finished
--- is left alone: cancelled = false with its state. Unknown job: no row.
-CREATE FUNCTION braid.job_cancel(p_job_id bigint, p_now timestamptz)
+-- JobCancel: cancels (or, with p_discard, dead-letters) one job in whatever live state it is.
+-- Scheduled or retryable: the deferred row is deleted. Available: under the lane's claim lock,
+-- a tombstone so no claim emits it. Running: the attempt ends (outcome 5 cancelled, 7
+-- discarded) and a notification on braid.cancel ("job_id:run_lease") lets the worker cancel
+-- the handler. The successor is a cancelled terminal row, or a dead letter when discarding. A
+-- job that already finished is left alone: cancelled = false with its state. Unknown job: no row.
+CREATE FUNCTION braid.job_cancel(p_job_id bigint, p_discard boolean, p_now timestamptz)
 RETURNS TABLE (previous text, cancelled boolean)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_now   timestamptz := coalesce(p_now, now());
     d       braid.deferred%ROWTYPE;
     r       braid.ready%ROWTYPE;
-    v_lane  integer;
-    v_qslot smallint;
+    l       braid.lane%ROWTYPE;
     e       record;
     o       record;
-    v_state text;
+    v_prev  text;
+    v_qslot smallint;
+    v_lease bigint;
+    v_att   integer;
 BEGIN
     DELETE FROM braid.deferred x WHERE x.job_id = p_job_id RETURNING x.* INTO d;
     IF FOUND THEN
+        v_prev := CASE d.reason WHEN 2 THEN 'retryable' ELSE 'scheduled' END;
         INSERT INTO braid.lane (queue, priority, lane_no) VALUES (d.queue, d.priority, d.lane_no)
         ON CONFLICT DO NOTHING;
-        SELECT l.lane_id INTO v_lane FROM braid.lane l
-        WHERE l.queue = d.queue AND l.priority = d.priority AND l.lane_no = d.lane_no;
+        SELECT * INTO l FROM braid.lane x
+        WHERE x.queue = d.queue AND x.priority = d.priority AND x.lane_no = d.lane_no;
         SELECT c.slot INTO v_qslot FROM braid.ring_current('queue') c;
-        PERFORM braid.terminal_write(ARRAY[v_qslot], ARRAY[v_lane], ARRAY[d.job_id], ARRAY[d.run_lease],
-            ARRAY[d.attempt], ARRAY[d.max_attempts], ARRAY[d.kind], ARRAY[d.args], ARRAY[d.metadata],
-            ARRAY[d.errors], ARRAY[d.unique_key], ARRAY[d.created_at], 7::smallint, v_now);
-        RETURN QUERY SELECT CASE d.reason WHEN 2 THEN 'retryable' ELSE 'scheduled' END, true;
-        RETURN;
+        r := ROW(v_qslot, l.lane_id, NULL, d.job_id, d.run_lease, d.attempt, d.max_attempts, d.kind,
+                 d.args, d.metadata, d.errors, d.unique_key, d.run_at, d.created_at)::braid.ready;
+        v_lease := d.run_lease;
+        v_att := d.attempt;
+    ELSE
+        SELECT * INTO r FROM braid.ready x WHERE x.job_id = p_job_id ORDER BY x.lane_seq DESC LIMIT 1;
+        IF NOT FOUND THEN
+            -- Never ready: unknown, or ended from the deferred table (cancelled, discarded).
+            RETURN QUERY SELECT j.state, false FROM braid.job_get(p_job_id) j;
+            RETURN;
+        END IF;
+        SELECT * INTO l FROM braid.lane x WHERE x.lane_id = r.lane_id;
+
+        -- Serialise with claims of the lane (a statement of its own: the reads below must see
+        -- the emission of a claim that committed while this waited).
+        PERFORM pg_advisory_xact_lock(2, r.lane_id);
+
+        SELECT j.state INTO v_prev FROM braid.job_get(p_job_id) j;
+        IF v_prev IS NULL THEN
+            RETURN;  -- its evidence is gone (a purged dead letter)
+        ELSIF v_prev = 'available' THEN
+            INSERT INTO braid.tombstone (qslot, lane_id, lane_seq, job_id, reason, at)
+            VALUES (r.qslot, r.lane_id, r.lane_seq, r.job_id, CASE WHEN p_discard THEN 2 ELSE 1 END, v_now);
+            v_lease := r.run_lease;
+            v_att := r.attempt;
+        ELSIF v_prev = 'running' THEN
+            SELECT * INTO e FROM braid.emission x
+            WHERE x.qslot = r.qslot AND x.lane_id = r.lane_id AND x.after_seq < r.lane_seq AND x.last_seq >= r.lane_seq;
+            SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x WHERE x.job_id = p_job_id;
+            SELECT * INTO o FROM braid.attempt_end(ARRAY[o.cslot], ARRAY[o.batch_id], ARRAY[o.idx], ARRAY[o.run_lease],
+                ARRAY[CASE WHEN p_discard THEN 7 ELSE 5 END::smallint], v_now);
+            IF o.job_id IS NULL THEN
+                -- It ended between the two reads (completed, failed, rescued): report what it is now.
+                RETURN QUERY SELECT j.state, false FROM braid.job_get(p_job_id) j;
+                RETURN;
+            END IF;
+            PERFORM pg_notify('braid.cancel', p_job_id || ':' || o.run_lease);
+            v_lease := o.run_lease;
+            v_att := o.attempt;
+        ELSE
+            RETURN QUERY SELECT v_prev, false;
+            RETURN;
+        END IF;
     END IF;
 
-    SELECT * INTO r FROM braid.ready x WHERE x.job_id = p_job_id ORDER BY x.lane_seq DESC LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-
-    -- Serialise with claims of the lane (a statement of its own: the reads below must see the
-    -- emission of a claim that committed while this waited).
-    PERFORM pg_advisory_xact_lock(2, r.lane_id);
-
-    SELECT j.state INTO v_state FROM braid.job_get(p_job_id) j;
-    IF v_state = 'available' THEN
-        INSERT INTO braid.tombstone (qslot, lane_id, lane_seq, job_id, reason, at)
-        VALUES (r.qslot, r.lane_id, r.lane_seq, r.job_id, 1, v_now);
-        PERFORM braid.terminal_write(ARRAY[r.qslot], ARRAY[r.lane_id], ARRAY[r.job_id], ARRAY[r.run_lease],
-            ARRAY[r.attempt], ARRAY[r.max_attempts], ARRAY[r.kind], ARRAY[r.args], ARRAY[r.metadata],
+    IF p_discard THEN
+        PERFORM braid.dead_letter_write(ARRAY[ROW(1, r.job_id, v_lease, v_att, r.max_attempts, r.qslot,
+            r.lane_id, l.queue, l.priority, l.lane_no, r.kind, r.args, r.metadata, r.errors,
+            r.unique_key, r.created_at, NULL, 'dead_lettered')::braid.job_row], v_now);
+    ELSE
+        PERFORM braid.terminal_write(ARRAY[r.qslot], ARRAY[r.lane_id], ARRAY[r.job_id], ARRAY[v_lease],
+            ARRAY[v_att], ARRAY[r.max_attempts], ARRAY[r.kind], ARRAY[r.args], ARRAY[r.metadata],
             ARRAY[r.errors], ARRAY[r.unique_key], ARRAY[r.created_at], 7::smallint, v_now);
-        RETURN QUERY SELECT 'available'::text, true;
+    END IF;
+    RETURN QUERY SELECT v_prev, true;
+END
+$$;
+
+-- JobRetry: an operator's retry of a failed or cancelled job: available again with its attempts
+-- reset, same job id, and the terminal row's run lease + 1 (so the new ready row is visibly
+-- newer than the terminal row it retries; the lease still only grows). Its count moves back (a -1 delta
+-- in the job's bucket) and its unique key is taken again, or the retry is refused (held_by).
+-- Concurrent retries of one job serialise on a per-job lock (ns 5). Returns no row when the job
+-- is not failed or cancelled.
+CREATE FUNCTION braid.job_retry(p_job_id bigint, p_now timestamptz)
+RETURNS TABLE (previous text, retried boolean, held_by bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_now  timestamptz := coalesce(p_now, now());
+    t      braid.terminal%ROWTYPE;
+    l      braid.lane%ROWTYPE;
+    v_prev text;
+    v_held bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(5, hashint8(p_job_id));
+
+    SELECT j.state INTO v_prev FROM braid.job_get(p_job_id) j;
+    IF v_prev IS DISTINCT FROM 'failed' AND v_prev IS DISTINCT FROM 'cancelled' THEN
         RETURN;
     END IF;
-    IF v_state IS DISTINCT FROM 'running' THEN
-        RETURN QUERY SELECT v_state, false;
-        RETURN;
+    SELECT * INTO t FROM braid.terminal x WHERE x.job_id = p_job_id ORDER BY x.finalized_at DESC LIMIT 1;
+    SELECT * INTO l FROM braid.lane x WHERE x.lane_id = t.lane_id;
+
+    IF t.unique_key IS NOT NULL THEN
+        INSERT INTO braid.unique_claim (queue, unique_key, job_id) VALUES (l.queue, t.unique_key, t.job_id)
+        ON CONFLICT DO NOTHING;
+        SELECT u.job_id INTO v_held FROM braid.unique_claim u
+        WHERE u.queue = l.queue AND u.unique_key = t.unique_key;
+        IF v_held <> t.job_id THEN
+            RETURN QUERY SELECT v_prev, false, v_held;
+            RETURN;
+        END IF;
     END IF;
 
-    SELECT * INTO e FROM braid.emission x
-    WHERE x.qslot = r.qslot AND x.lane_id = r.lane_id AND x.after_seq < r.lane_seq AND x.last_seq >= r.lane_seq;
-    SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x WHERE x.job_id = p_job_id;
-    SELECT * INTO o FROM braid.attempt_end(ARRAY[o.cslot], ARRAY[o.batch_id], ARRAY[o.idx],
-                                           ARRAY[o.run_lease], ARRAY[5::smallint], v_now);
-    IF o.job_id IS NULL THEN
-        -- It ended between the two reads (completed, failed, rescued): report what it is now.
-        RETURN QUERY SELECT j.state, false FROM braid.job_get(p_job_id) j;
-        RETURN;
-    END IF;
-    PERFORM braid.terminal_write(ARRAY[r.qslot], ARRAY[r.lane_id], ARRAY[r.job_id], ARRAY[o.run_lease],
-        ARRAY[o.attempt], ARRAY[r.max_attempts], ARRAY[r.kind], ARRAY[r.args], ARRAY[r.metadata],
-        ARRAY[r.errors], ARRAY[r.unique_key], ARRAY[r.created_at], 7::smallint, v_now);
-    PERFORM pg_notify('braid.cancel', p_job_id || ':' || o.run_lease);
-    RETURN QUERY SELECT 'running'::text, true;
+    PERFORM braid.ready_insert(NULL, ARRAY[l.queue], ARRAY[l.priority], ARRAY[l.lane_no], ARRAY[t.job_id],
+        ARRAY[t.run_lease + 1], ARRAY[0], ARRAY[t.max_attempts], ARRAY[t.kind], ARRAY[t.args],
+        ARRAY[t.metadata], ARRAY[t.errors], ARRAY[t.unique_key], ARRAY[v_now], ARRAY[t.created_at]);
+    INSERT INTO braid.count_delta (qslot, queue, state, bucket, delta)
+    SELECT c.slot, l.queue, t.state, braid.bucket(t.job_id), -1 FROM braid.ring_current('queue') c;
+    RETURN QUERY SELECT v_prev, true, NULL::bigint;
 END
 $$;
 
