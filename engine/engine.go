@@ -30,12 +30,14 @@ type Config struct {
 	Expect *Identity
 }
 
+const defaultMaxArgsBytes = 1 << 20
+
 func (c Config) withDefaults() Config {
 	c.Schema = cmp.Or(c.Schema, "braid")
 	c.Lanes = cmp.Or(c.Lanes, 4)
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 25)
 	c.Deadline = cmp.Or(c.Deadline, 5*time.Minute)
-	c.MaxArgsBytes = cmp.Or(c.MaxArgsBytes, 1<<20)
+	c.MaxArgsBytes = cmp.Or(c.MaxArgsBytes, defaultMaxArgsBytes)
 	c.Node = cmp.Or(c.Node, "engine")
 	return c
 }

@@ -110,44 +110,18 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts MigrateOptions) (Migr
 	if err := errors.Join(ValidateSchema(opts.Schema), id.validate()); err != nil {
 		return MigrateResult{}, err
 	}
+	all, err := Migrations()
+	if err != nil {
+		return MigrateResult{}, err
+	}
 	var res MigrateResult
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('braid.migrate'), hashtext($1))`, opts.Schema); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		// The schema name is a validated identifier (ValidateSchema), never raw input.
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+opts.Schema); err != nil {
-			return fmt.Errorf("create schema %s: %w", opts.Schema, err)
-		}
-		if _, err := tx.Exec(ctx, inSchema(`
-			CREATE TABLE IF NOT EXISTS braid.schema_migration (
-				version    integer     PRIMARY KEY,
-				name       text        NOT NULL,
-				applied_at timestamptz NOT NULL DEFAULT now()
-			)`, opts.Schema)); err != nil {
-			return fmt.Errorf("create migration table: %w", err)
-		}
-		var current int
-		if err := tx.QueryRow(ctx, inSchema(`SELECT coalesce(max(version), 0) FROM braid.schema_migration`, opts.Schema)).Scan(&current); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
-		}
-		all, err := Migrations()
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// The one migration runner (migrate_set.go), shared with the catalog's series.
+		applied, current, err := ApplyMigrations(ctx, tx, opts.Schema, MigrationSet{Name: "engine", Table: engineTable, Migrations: all})
 		if err != nil {
 			return err
 		}
-		if current > len(all) {
-			return fmt.Errorf("schema %s is at version %d, newer than this binary knows (%d)", opts.Schema, current, len(all))
-		}
-		for _, m := range all[current:] {
-			if _, err := tx.Exec(ctx, inSchema(m.SQL, opts.Schema)); err != nil {
-				return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
-			}
-			if _, err := tx.Exec(ctx, inSchema(`INSERT INTO braid.schema_migration (version, name) VALUES ($1, $2)`, opts.Schema), m.Version, m.Name); err != nil {
-				return fmt.Errorf("record migration %d: %w", m.Version, err)
-			}
-			res.Applied = append(res.Applied, m.Version)
-		}
-		res.Current = len(all)
+		res.Applied, res.Current = applied, current
 		got, err := ensureIdentity(ctx, tx, opts.Schema, id)
 		res.Identity = got
 		return err
