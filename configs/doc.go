@@ -6,7 +6,8 @@
 // It is the only package in braid that reads files or the environment, and it
 // does both only in Load: the environment arrives as a lookup function
 // (os.LookupEnv in main) so tests stay hermetic. Everything else receives a
-// Config by value.
+// Config by value; convert.go turns a Config into the Config types of shard
+// and router, which never import configs.
 //
 // Passwords are never printed. DSNs are stored as the DSN type, whose String,
 // GoString, LogValue and MarshalText forms are redacted (RedactDSN); every error
