@@ -1,6 +1,8 @@
 // Package engine is one shard's segmented queue engine: the braid schema inside one PostgreSQL
 // database (embedded, numbered migrations) and the operations on it: Enqueue, Claim, Complete,
-// JobGet, Counts. It knows nothing about other shards, routing or gossip, and it must never
+// JobGet, Counts, and the unhappy paths: Fail (retry with backoff, dead letters, failed),
+// Snooze, Cancel, Discard, Retry, Promote, Heartbeat, Rescue and dead-letter retry, purge and
+// trim. It knows nothing about other shards, routing or gossip, and it must never
 // read configuration files or the environment, keep package-level state, or issue one round
 // trip per job: every operation is one call of one PL/pgSQL function over arrays.
 //
@@ -45,12 +47,17 @@
 //	2 lane claim    key lane_id                   try-lock by claim (a held lane is skipped)
 //	3 claim batch   key batch_id & 0x7fffffff     every statement that ends attempts of the batch
 //	4 queue fence   key hashtext(queue)           shared by enqueue, exclusive by fence seal
+//	5 job retry     key hashint8(job_id)          an operator retry of a failed or cancelled job
 //
 // Lock order, for every transaction that takes more than one:
 //
 //	enqueue:     fence (4, shared) sorted by queue -> lane enqueue (1) sorted by lane_id -> row locks
 //	claim:       lane claim (2) -> ready/emission slot -> claim slot
 //	completion:  claim batch (3) sorted by batch_id -> claim slot children -> queue slot children
+//	fail/snooze/rescue: as completion, then deferred, dead_letter, terminal and unique-key rows
+//	cancel:      deferred row, or lane claim (2) -> claim batch (3) when running
+//	promotion:   deferred rows (FOR UPDATE SKIP LOCKED) -> lane enqueue (1) sorted by lane_id
+//	retry:       job retry (5) -> unique-key row -> lane enqueue (1)
 //	maintenance: ring serializer -> slot -> child partitions (rotation and prune, not yet built)
 //
 // A lock that guards a read is always taken in a statement of its own: in READ COMMITTED a
