@@ -140,7 +140,7 @@ func (e *Engine) ReadyChannel() string { return e.cfg.Schema + ".ready" }
 type statements struct {
 	enqueue, claim, completeFast, counts, jobGet, queueConfigure string
 
-	fail, snooze, heartbeat, cancel, retry, promote, rescue string
+	fail, snooze, heartbeat, rehome, cancel, retry, promote, rescue string
 
 	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
 }
@@ -156,7 +156,8 @@ func newStatements(schema string) statements {
 
 		fail:      inSchema(`SELECT * FROM braid.job_fail($1, $2, $3, $4, $5::text[]::jsonb[], $6, $7, $8)`, schema),
 		snooze:    inSchema(`SELECT braid.job_snooze($1, $2, $3, $4, $5, $6)`, schema),
-		heartbeat: inSchema(`SELECT braid.job_heartbeat($1, $2, $3, $4, $5::text[]::jsonb[], $6)`, schema),
+		heartbeat: inSchema(`SELECT * FROM braid.job_heartbeat($1, $2, $3, $4, $5::text[]::jsonb[], $6)`, schema),
+		rehome:    inSchema(`SELECT braid.job_rehome($1, $2, $3)`, schema),
 		cancel:    inSchema(`SELECT * FROM braid.job_cancel($1, $2, $3)`, schema),
 		retry:     inSchema(`SELECT * FROM braid.job_retry($1, $2)`, schema),
 		promote:   inSchema(`SELECT braid.job_promote($1, $2)`, schema),

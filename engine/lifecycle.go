@@ -146,10 +146,16 @@ func (e *Engine) Snooze(ctx context.Context, receipts []Receipt, delays []time.D
 	return out, nil
 }
 
+// HeartbeatResult is the answer to one receipt's heartbeat.
+type HeartbeatResult struct {
+	Outcome Outcome // Applied, or Stale when the attempt ended: the worker should stop the handler
+	Receipt Receipt // when applied: the receipt to use from now on (it moves when the attempt is re-homed)
+}
+
 // Heartbeat records that attempts are alive, with optional progress (a JSON document of at most
-// 64 KiB). A heartbeat for an attempt that already ended is Stale and writes nothing: the worker
-// should stop that handler.
-func (e *Engine) Heartbeat(ctx context.Context, receipts []Receipt, progress []json.RawMessage) ([]Outcome, error) {
+// 64 KiB). The answer carries each attempt's current receipt, which differs from the one sent
+// when maintenance re-homed the attempt (old receipts keep working, but the new one is cheaper).
+func (e *Engine) Heartbeat(ctx context.Context, receipts []Receipt, progress []json.RawMessage) ([]HeartbeatResult, error) {
 	if progress != nil && len(progress) != len(receipts) {
 		return nil, &ValidationError{Field: "progress", Value: len(progress), Problem: fmt.Sprintf("must be nil or one per receipt (%d)", len(receipts))}
 	}
@@ -175,11 +181,38 @@ func (e *Engine) Heartbeat(ctx context.Context, receipts []Receipt, progress []j
 	if err != nil {
 		return nil, fmt.Errorf("shard %d: heartbeat %d attempts: %w", e.id.ShardID, len(receipts), err)
 	}
-	out, err := appliedOrdinals(rows, len(receipts))
-	if err != nil {
+	out := make([]HeartbeatResult, len(receipts))
+	for i := range out {
+		out[i].Outcome = Stale
+	}
+	var (
+		ord, idx int32
+		cslot    int16
+		batch    int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&ord, &cslot, &batch, &idx}, func() error {
+		r := receipts[ord-1]
+		r.ClaimSlot, r.BatchID, r.Index = cslot, batch, idx
+		out[ord-1] = HeartbeatResult{Outcome: Applied, Receipt: r}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("shard %d: heartbeat %d attempts: %w", e.id.ShardID, len(receipts), err)
 	}
 	return out, nil
+}
+
+// Rehome moves up to limit open attempts claimed more than olderThan ago out of old claim
+// slots into the current one, so a long-running attempt never pins the claim ring. The worker's
+// receipts keep working; its next heartbeat answer carries the new one. Returns how many moved.
+func (e *Engine) Rehome(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	if olderThan < 0 || limit < 1 {
+		return 0, &ValidationError{Field: "older_than", Value: olderThan, Problem: "older_than must be >= 0 and limit >= 1"}
+	}
+	var n int32
+	if err := e.pool.QueryRow(ctx, e.sql.rehome, olderThan, int32(limit), nil).Scan(&n); err != nil {
+		return 0, fmt.Errorf("shard %d: rehome: %w", e.id.ShardID, err)
+	}
+	return int(n), nil
 }
 
 // CancelResult says what Cancel did.

@@ -240,9 +240,9 @@ func TestHeartbeatAndRescue(t *testing.T) {
 	beating, silent := claimOne(t, b, "q"), claimOne(t, b, "q")
 
 	time.Sleep(300 * time.Millisecond)
-	out, err := b.eng.Heartbeat(b.ctx, []engine.Receipt{beating.Receipt}, []json.RawMessage{[]byte(`{"done":3}`)})
+	hb, err := b.eng.Heartbeat(b.ctx, []engine.Receipt{beating.Receipt}, []json.RawMessage{[]byte(`{"done":3}`)})
 	require.NoError(t, err)
-	require.Equal(t, []engine.Outcome{engine.Applied}, out)
+	require.Equal(t, []engine.HeartbeatResult{{Outcome: engine.Applied, Receipt: beating.Receipt}}, hb)
 
 	res, err := b.eng.Rescue(b.ctx, 200*time.Millisecond, 100)
 	require.NoError(t, err)
@@ -252,9 +252,9 @@ func TestHeartbeatAndRescue(t *testing.T) {
 	require.Contains(t, string(info.Errors), "rescued: no heartbeat since")
 	require.Equal(t, engine.StateRunning, state(t, b, beating.Receipt.JobID).State)
 
-	out, err = b.eng.Heartbeat(b.ctx, []engine.Receipt{silent.Receipt}, nil)
+	hb, err = b.eng.Heartbeat(b.ctx, []engine.Receipt{silent.Receipt}, nil)
 	require.NoError(t, err)
-	require.Equal(t, []engine.Outcome{engine.Stale}, out, "a rescued attempt's heartbeat is stale")
+	require.Equal(t, engine.Stale, hb[0].Outcome, "a rescued attempt's heartbeat is stale")
 	outs, err := b.eng.Complete(b.ctx, []engine.Receipt{silent.Receipt, beating.Receipt})
 	require.NoError(t, err)
 	require.Equal(t, []engine.Outcome{engine.Stale, engine.Applied}, outs)
@@ -551,4 +551,66 @@ func TestDiscardAndOperatorRetry(t *testing.T) {
 		require.ErrorIs(t, err, engine.ErrNotRetryable, "a completed job is not retried")
 		require.Equal(t, engine.Counts{Completed: 2}, counts(t, b, "q"))
 	})
+}
+
+// TestRehomeLongAttempts: an attempt older than a claim slot's life is moved into the current
+// claim slot; the worker's old receipt keeps working, its heartbeat answer carries the new
+// receipt, the heartbeat state moves with it, and the old slot holds no open attempt.
+func TestRehomeLongAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.eng.EnqueueMany(b.ctx, []engine.Job{job("q"), job("q"), job("q")})
+	require.NoError(t, err)
+	cs := claimAll(t, b, "q", 3)
+	require.Len(t, cs, 3)
+	hb, err := b.eng.Heartbeat(b.ctx, []engine.Receipt{cs[0].Receipt}, []json.RawMessage{[]byte(`{"step":1}`)})
+	require.NoError(t, err)
+	require.Equal(t, cs[0].Receipt, hb[0].Receipt)
+
+	n, err := b.eng.Rehome(b.ctx, 0, 100)
+	require.NoError(t, err)
+	require.Zero(t, n, "attempts in the current claim slot stay")
+	b.rotate(t, "claim")
+	n, err = b.eng.Rehome(b.ctx, 0, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "bounded by the limit")
+	n, err = b.eng.Rehome(b.ctx, 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	b.rotate(t, "claim")
+	n, err = b.eng.Rehome(b.ctx, 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "re-homed again after another rotation")
+
+	require.Zero(t, b.scalar(t, `SELECT count(*) FROM braid.claim_batch b,
+		braid.open_attempts(ARRAY[b.cslot], ARRAY[b.batch_id]) o WHERE b.cslot = 0`), "the first slot holds no open attempt")
+	require.Equal(t, engine.Counts{Running: 3}, counts(t, b, "q"))
+	info := state(t, b, cs[0].Receipt.JobID)
+	require.Equal(t, engine.StateRunning, info.State)
+	require.Equal(t, cs[0].Receipt.RunLease, info.RunLease)
+
+	hb, err = b.eng.Heartbeat(b.ctx, receipts(cs[:2]), nil)
+	require.NoError(t, err)
+	for i, h := range hb {
+		require.Equal(t, engine.Applied, h.Outcome)
+		require.NotEqual(t, cs[i].Receipt.BatchID, h.Receipt.BatchID, "the answer carries the new receipt")
+		require.Equal(t, int16(2), h.Receipt.ClaimSlot)
+		require.Equal(t, cs[i].Receipt.RunLease, h.Receipt.RunLease)
+	}
+	var progress string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT progress::text FROM braid.attempt_state WHERE job_id = $1`, cs[0].Receipt.JobID).Scan(&progress))
+	require.JSONEq(t, `{"step":1}`, progress, "the heartbeat state moved with the attempt")
+
+	// Old and new receipts end the right attempts exactly once; when both receipts of one attempt
+	// come in one call, the current one applies and the followed old one is stale.
+	out, err := b.eng.Complete(b.ctx, []engine.Receipt{cs[0].Receipt, hb[1].Receipt, cs[2].Receipt, hb[0].Receipt})
+	require.NoError(t, err)
+	require.Equal(t, []engine.Outcome{engine.Stale, engine.Applied, engine.Applied, engine.Applied}, out)
+	require.Equal(t, engine.Counts{Completed: 3}, counts(t, b, "q"))
+	for _, c := range cs {
+		require.Equal(t, engine.StateCompleted, state(t, b, c.Receipt.JobID).State)
+	}
+	got, err := b.eng.Cancel(b.ctx, cs[1].Receipt.JobID)
+	require.NoError(t, err)
+	require.False(t, got.Cancelled)
 }

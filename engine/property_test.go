@@ -148,7 +148,7 @@ func TestPropertyLifecycle(t *testing.T) {
 
 		steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 		for range steps {
-			switch op := rapid.IntRange(0, 21).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 22).Draw(rt, "op"); {
 			case op <= 2: // enqueue
 				jobs := rapid.SliceOfN(rapid.Custom(genJob), 1, 5).Draw(rt, "jobs")
 				res, err := eng.EnqueueMany(ctx, jobs)
@@ -255,10 +255,10 @@ func TestPropertyLifecycle(t *testing.T) {
 					k := attemptKey{r.JobID, r.RunLease}
 					_, open := m.open[k]
 					if open && !seen[k] {
-						require.Equal(rt, engine.Applied, out[i], "heartbeat receipt %d", i)
+						require.Equal(rt, engine.Applied, out[i].Outcome, "heartbeat receipt %d", i)
 					}
 					if !open {
-						require.Equal(rt, engine.Stale, out[i], "heartbeat receipt %d", i)
+						require.Equal(rt, engine.Stale, out[i].Outcome, "heartbeat receipt %d", i)
 					}
 					seen[k] = true
 				}
@@ -404,6 +404,9 @@ func TestPropertyLifecycle(t *testing.T) {
 				if j.key != "" {
 					m.uniqueBy[key] = id
 				}
+			case op == 22: // re-home every open attempt outside the current claim slot; receipts keep working
+				_, err := eng.Rehome(ctx, 0, 1000)
+				require.NoError(rt, err)
 			default: // rotate a ring (never onto a slot that is still in use: no prune yet)
 				ring := rapid.SampledFrom([]string{"queue", "claim"}).Draw(rt, "ring")
 				if (ring == "queue" && rotations[ring] >= 15) || (ring == "claim" && rotations[ring] >= 7) {

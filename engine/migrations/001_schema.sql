@@ -172,7 +172,11 @@ CREATE TABLE braid.claim_batch (
     has_unique  boolean     NOT NULL,  -- some member holds a unique key (released at its end)
     claimed_at  timestamptz NOT NULL,
     deadline_at timestamptz NOT NULL,
-    node        text        NOT NULL
+    node        text        NOT NULL,
+    -- A re-homed attempt's one-member batch names the member it continues, so receipts of the
+    -- old member follow it (braid.receipt_resolve).
+    rehomed_from bigint,
+    rehomed_idx  integer
 ) PARTITION BY LIST (cslot);
 
 -- Closures: durable evidence that attempts ended. One row per (ending statement, claim batch),
@@ -214,6 +218,7 @@ CREATE INDEX ON braid.emission (lane_id, last_seq);
 CREATE INDEX ON braid.completion (batch_id);
 CREATE INDEX ON braid.terminal (job_id);
 CREATE INDEX ON braid.claim_batch (batch_id);
+CREATE INDEX ON braid.claim_batch (rehomed_from, rehomed_idx) WHERE rehomed_from IS NOT NULL;
 CREATE INDEX ON braid.closure (batch_id);
 
 -- ---------------------------------------------------------------------------------------------

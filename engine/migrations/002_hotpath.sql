@@ -343,26 +343,56 @@ BEGIN
 END
 $$;
 
--- AttemptEnd: THE only writer of closures. Takes the batch locks, keeps the receipts whose
--- attempt is still open (a repeated receipt counts once) and writes one closure per (claim batch,
--- outcome). Returns the ended attempts; callers write the successor rows in the same
--- transaction. Outcomes: 1 completed, 2 completed with output, 3 errored, 4 snoozed,
--- 5 cancelled, 6 rescued, 7 discarded.
-CREATE FUNCTION braid.attempt_end(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
-                                  p_run_leases bigint[], p_outcomes smallint[], p_now timestamptz)
-RETURNS TABLE (ord integer, cslot smallint, batch_id bigint, idx integer, job_id bigint,
-               run_lease bigint, lane_seq bigint, attempt integer, lane_id integer, qslot smallint,
-               has_unique boolean, outcome smallint)
+-- ReceiptResolve: follows receipts of re-homed attempts (closure outcome 8) to the one-member
+-- batch that continues them, as often as they were re-homed. Returns one row per input receipt,
+-- in order; receipts that were not re-homed come back unchanged.
+CREATE FUNCTION braid.receipt_resolve(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[])
+RETURNS TABLE (ord integer, cslot smallint, batch_id bigint, idx integer)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_cs smallint[] := p_cslots;
+    v_bs bigint[] := p_batch_ids;
+    v_ix integer[] := p_idx;
+    v_moved boolean;
+BEGIN
+    FOR depth IN 1 .. 64 LOOP
+        SELECT array_agg(coalesce(nb.cslot, r.cslot) ORDER BY r.ord),
+               array_agg(coalesce(nb.batch_id, r.batch_id) ORDER BY r.ord),
+               array_agg(CASE WHEN nb.batch_id IS NULL THEN r.idx ELSE 1 END ORDER BY r.ord),
+               bool_or(nb.batch_id IS NOT NULL)
+        INTO v_cs, v_bs, v_ix, v_moved
+        FROM unnest(v_cs, v_bs, v_ix) WITH ORDINALITY AS r(cslot, batch_id, idx, ord)
+        LEFT JOIN LATERAL (SELECT b.cslot, b.batch_id FROM braid.claim_batch b
+                           WHERE b.rehomed_from = r.batch_id AND b.rehomed_idx = r.idx LIMIT 1) nb ON true;
+        EXIT WHEN NOT v_moved;
+    END LOOP;
+    RETURN QUERY SELECT r.ord::integer, r.cslot, r.batch_id, r.idx
+                 FROM unnest(v_cs, v_bs, v_ix) WITH ORDINALITY AS r(cslot, batch_id, idx, ord);
+END
+$$;
+
+-- One ended attempt (attempt_end's result row).
+CREATE TYPE braid.ended_attempt AS (
+    ord integer, cslot smallint, batch_id bigint, idx integer, job_id bigint, run_lease bigint,
+    lane_seq bigint, attempt integer, lane_id integer, qslot smallint, has_unique boolean,
+    outcome smallint
+);
+
+-- AttemptEndOnce: one pass of attempt_end over receipts exactly as given.
+CREATE FUNCTION braid.attempt_end_once(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
+                                       p_run_leases bigint[], p_outcomes smallint[], p_ords integer[],
+                                       p_now timestamptz)
+RETURNS SETOF braid.ended_attempt
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     PERFORM braid.batch_lock(p_batch_ids);
 
     RETURN QUERY
     WITH r AS (
-        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases, p_outcomes) WITH ORDINALITY
+        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases, p_outcomes, p_ords)
             AS r(cslot, batch_id, idx, run_lease, outcome, ord)
     ), ok AS MATERIALIZED (
-        SELECT DISTINCT ON (o.batch_id, o.idx) r.ord::integer AS ord, o.cslot, o.batch_id, o.idx,
+        SELECT DISTINCT ON (o.batch_id, o.idx) r.ord, o.cslot, o.batch_id, o.idx,
                o.job_id, o.run_lease, o.lane_seq, o.attempt, o.lane_id, o.qslot, o.has_unique,
                r.outcome
         FROM braid.open_attempts(p_cslots, p_batch_ids) o
@@ -376,10 +406,44 @@ BEGIN
         FROM ok GROUP BY ok.cslot, ok.batch_id, ok.outcome
     ), hb AS (
         DELETE FROM braid.attempt_state a USING ok
-        WHERE a.batch_id IN (SELECT DISTINCT x.batch_id FROM ok x)
-          AND a.job_id = ok.job_id AND a.run_lease = ok.run_lease
+        WHERE a.batch_id IN (SELECT DISTINCT x.batch_id FROM ok x WHERE x.outcome <> 8)
+          AND a.job_id = ok.job_id AND a.run_lease = ok.run_lease AND ok.outcome <> 8
     )
-    SELECT * FROM ok;
+    SELECT ok.* FROM ok;
+END
+$$;
+
+-- AttemptEnd: THE only writer of closures. Takes the batch locks, keeps the receipts whose
+-- attempt is still open (a repeated receipt counts once) and writes one closure per (claim batch,
+-- outcome). Receipts that did not apply and whose attempt was re-homed are followed to the
+-- attempt's current batch and tried there (a second pass, so the common path pays nothing).
+-- Returns the ended attempts; callers write the successor rows in the same transaction.
+-- Outcomes: 1 completed, 2 completed with output, 3 errored, 4 snoozed, 5 cancelled,
+-- 6 rescued, 7 discarded, 8 re-homed.
+CREATE FUNCTION braid.attempt_end(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
+                                  p_run_leases bigint[], p_outcomes smallint[], p_now timestamptz)
+RETURNS SETOF braid.ended_attempt
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n    integer := cardinality(p_idx);
+    v_done braid.ended_attempt[];
+    f      record;
+BEGIN
+    v_done := ARRAY(SELECT e FROM braid.attempt_end_once(p_cslots, p_batch_ids, p_idx, p_run_leases,
+                    p_outcomes, ARRAY(SELECT generate_series(1, v_n)), p_now) e);
+    IF cardinality(v_done) < v_n THEN
+        SELECT array_agg(x.cslot) AS cs, array_agg(x.batch_id) AS bs, array_agg(x.idx) AS ix,
+               array_agg(p_run_leases[x.ord]) AS rl, array_agg(p_outcomes[x.ord]) AS oc,
+               array_agg(x.ord) AS os
+        INTO f
+        FROM braid.receipt_resolve(p_cslots, p_batch_ids, p_idx) x
+        WHERE x.batch_id <> p_batch_ids[x.ord]
+          AND NOT x.ord = ANY (ARRAY(SELECT d.ord FROM unnest(v_done) d));
+        IF f.os IS NOT NULL THEN
+            v_done := v_done || ARRAY(SELECT e FROM braid.attempt_end_once(f.cs, f.bs, f.ix, f.rl, f.oc, f.os, p_now) e);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(v_done);
 END
 $$;
 

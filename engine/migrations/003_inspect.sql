@@ -46,6 +46,31 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*) FROM braid.dead_letter d WHERE d.queue = p_queue)
 $$;
 
+-- JobAttempt: where the attempt emitted by claim batch p_batch_id for a job lives now,
+-- following re-homes, whether it is still open or not. No row when the batch and its re-homes
+-- are gone (pruned).
+CREATE FUNCTION braid.job_attempt(p_job_id bigint, p_cslot smallint, p_batch_id bigint)
+RETURNS TABLE (cslot smallint, batch_id bigint, idx integer)
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_cs  smallint := p_cslot;
+    v_bs  bigint := p_batch_id;
+    v_idx integer;
+BEGIN
+    SELECT array_position(b.job_ids, p_job_id) INTO v_idx
+    FROM braid.claim_batch b WHERE b.cslot = p_cslot AND b.batch_id = p_batch_id;
+    IF v_idx IS NULL THEN
+        -- The emitting batch was pruned; a re-home of the attempt names it.
+        SELECT b.cslot, b.batch_id, 1 INTO v_cs, v_bs, v_idx FROM braid.claim_batch b
+        WHERE b.rehomed_from = p_batch_id AND b.job_ids[1] = p_job_id LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT x.cslot, x.batch_id, x.idx FROM braid.receipt_resolve(ARRAY[v_cs], ARRAY[v_bs], ARRAY[v_idx]) x;
+END
+$$;
+
 -- JobGet: the newest known state of one job. Precedence, newest evidence first: a dead letter,
 -- a deferred row, a terminal row newer than the newest ready row's attempt, then the newest
 -- ready row: tombstoned, available (past its lane cursor), running (open attempt) or completed.
@@ -60,6 +85,7 @@ DECLARE
     l  record;
     e  record;
     t  record;
+    a  record;
     o  record;
 BEGIN
     RETURN QUERY
@@ -109,8 +135,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x
-    WHERE x.job_id = p_job_id;
+    SELECT * INTO a FROM braid.job_attempt(p_job_id, e.cslot, e.batch_id);
+    SELECT * INTO o FROM braid.open_attempts(ARRAY[a.cslot], ARRAY[a.batch_id]) x
+    WHERE a.batch_id IS NOT NULL AND x.idx = a.idx;
     IF o.job_id IS NOT NULL THEN
         RETURN QUERY SELECT 'running'::text, l.queue, l.priority, l.lane_no, r.kind, r.args,
             r.metadata, r.errors, o.attempt, r.max_attempts, o.run_lease, r.unique_key, r.run_at,
@@ -123,6 +150,6 @@ BEGIN
         r.run_at, r.created_at, c.completed_at
     FROM braid.completion c
     CROSS JOIN LATERAL (SELECT array_position(c.job_ids, p_job_id) AS i) p
-    WHERE c.qslot = r.qslot AND c.batch_id = e.batch_id AND p.i IS NOT NULL;
+    WHERE c.qslot = r.qslot AND c.batch_id = coalesce(a.batch_id, e.batch_id) AND p.i IS NOT NULL;
 END
 $$;

@@ -197,21 +197,28 @@ BEGIN
 END
 $$;
 
--- JobHeartbeat: records heartbeat time and progress for open attempts. Returns the ordinals of
--- the receipts that applied; a closed attempt's heartbeat is stale and writes nothing.
+-- JobHeartbeat: records heartbeat time and progress for open attempts, following re-homed
+-- receipts. Returns, for each receipt that applied, its current place (the worker's receipt
+-- follows a re-home); a closed attempt's heartbeat is stale and writes nothing.
 CREATE FUNCTION braid.job_heartbeat(p_cslots smallint[], p_batch_ids bigint[], p_idx integer[],
                                     p_run_leases bigint[], p_progress jsonb[], p_now timestamptz)
-RETURNS SETOF integer
+RETURNS TABLE (ord integer, cslot smallint, batch_id bigint, idx integer)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v record;
 BEGIN
-    PERFORM braid.batch_lock(p_batch_ids);
+    SELECT array_agg(x.cslot ORDER BY x.ord) AS cs, array_agg(x.batch_id ORDER BY x.ord) AS bs,
+           array_agg(x.idx ORDER BY x.ord) AS ix
+    INTO v FROM braid.receipt_resolve(p_cslots, p_batch_ids, p_idx) x;
+    PERFORM braid.batch_lock(v.bs);
     RETURN QUERY
     WITH r AS (
-        SELECT * FROM unnest(p_cslots, p_batch_ids, p_idx, p_run_leases, p_progress) WITH ORDINALITY
+        SELECT * FROM unnest(v.cs, v.bs, v.ix, p_run_leases, p_progress) WITH ORDINALITY
             AS r(cslot, batch_id, idx, run_lease, progress, ord)
     ), ok AS MATERIALIZED (
-        SELECT DISTINCT ON (o.job_id) r.ord::integer AS ord, o.job_id, o.run_lease, o.batch_id, r.progress
-        FROM braid.open_attempts(p_cslots, p_batch_ids) o
+        SELECT DISTINCT ON (o.job_id) r.ord::integer AS ord, o.cslot, o.batch_id, o.idx, o.job_id,
+               o.run_lease, r.progress
+        FROM braid.open_attempts(v.cs, v.bs) o
         JOIN r ON r.cslot = o.cslot AND r.batch_id = o.batch_id AND r.idx = o.idx
               AND r.run_lease = o.run_lease
         ORDER BY o.job_id, r.ord
@@ -219,9 +226,63 @@ BEGIN
         INSERT INTO braid.attempt_state AS a (job_id, run_lease, batch_id, heartbeat_at, progress)
         SELECT ok.job_id, ok.run_lease, ok.batch_id, coalesce(p_now, now()), ok.progress FROM ok
         ON CONFLICT (job_id, run_lease) DO UPDATE
-        SET heartbeat_at = excluded.heartbeat_at, progress = coalesce(excluded.progress, a.progress)
+        SET heartbeat_at = excluded.heartbeat_at, batch_id = excluded.batch_id,
+            progress = coalesce(excluded.progress, a.progress)
     )
-    SELECT ok.ord FROM ok;
+    SELECT ok.ord, ok.cslot, ok.batch_id, ok.idx FROM ok;
+END
+$$;
+
+-- JobRehome: long attempts must not pin the claim ring (DESIGN.md §2.7). Up to p_limit open
+-- attempts claimed before now - p_older_than that sit outside the current claim slot are closed
+-- as re-homed (outcome 8) and continued by a one-member batch in the current slot with the same
+-- job, run lease, attempt, claim time and deadline; their heartbeat row moves with them.
+-- Receipts of the old member keep working (attempt_end and job_heartbeat follow re-homes; the
+-- heartbeat answer carries the new receipt). Returns the number re-homed.
+CREATE FUNCTION braid.job_rehome(p_older_than interval, p_limit integer, p_now timestamptz)
+RETURNS integer
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_now   timestamptz := coalesce(p_now, now());
+    v_cslot smallint;
+    c       record;
+    v_n     integer;
+BEGIN
+    SELECT g.slot INTO v_cslot FROM braid.ring_current('claim') g;
+    SELECT array_agg(s.cslot) AS cs, array_agg(s.batch_id) AS bs, array_agg(s.idx) AS ix,
+           array_agg(s.run_lease) AS rl
+    INTO c
+    FROM (
+        SELECT o.cslot, o.batch_id, o.idx, o.run_lease
+        FROM (SELECT array_agg(b.cslot) AS cs, array_agg(b.batch_id) AS bs FROM braid.claim_batch b
+              WHERE b.cslot <> v_cslot AND b.claimed_at < v_now - p_older_than) k
+        CROSS JOIN LATERAL braid.open_attempts(k.cs, k.bs) o
+        WHERE k.cs IS NOT NULL
+        ORDER BY o.claimed_at, o.batch_id, o.idx
+        LIMIT p_limit
+    ) s;
+    IF c.cs IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    WITH e AS MATERIALIZED (
+        SELECT x.*, b.claimed_at, b.deadline_at, b.node, nextval('braid.batch_id_seq') AS new_batch
+        FROM braid.attempt_end(c.cs, c.bs, c.ix, c.rl, array_fill(8::smallint, ARRAY[cardinality(c.ix)]), v_now) x
+        JOIN braid.claim_batch b ON b.cslot = x.cslot AND b.batch_id = x.batch_id
+    ), nb AS (
+        INSERT INTO braid.claim_batch (cslot, batch_id, lane_id, qslot, job_ids, run_leases, lane_seqs,
+                                       attempts, n, has_unique, claimed_at, deadline_at, node,
+                                       rehomed_from, rehomed_idx)
+        SELECT v_cslot, e.new_batch, e.lane_id, e.qslot, ARRAY[e.job_id], ARRAY[e.run_lease],
+               ARRAY[e.lane_seq], ARRAY[e.attempt], 1, e.has_unique, e.claimed_at, e.deadline_at,
+               e.node, e.batch_id, e.idx
+        FROM e
+    ), hb AS (
+        UPDATE braid.attempt_state a SET batch_id = e.new_batch
+        FROM e WHERE a.job_id = e.job_id AND a.run_lease = e.run_lease
+    )
+    SELECT count(*) INTO v_n FROM e;
+    RETURN v_n;
 END
 $$;
 
@@ -317,9 +378,10 @@ BEGIN
             v_lease := r.run_lease;
             v_att := r.attempt;
         ELSIF v_prev = 'running' THEN
-            SELECT * INTO e FROM braid.emission x
+            SELECT a.* INTO e FROM braid.emission x
+            CROSS JOIN LATERAL braid.job_attempt(p_job_id, x.cslot, x.batch_id) a
             WHERE x.qslot = r.qslot AND x.lane_id = r.lane_id AND x.after_seq < r.lane_seq AND x.last_seq >= r.lane_seq;
-            SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x WHERE x.job_id = p_job_id;
+            SELECT * INTO o FROM braid.open_attempts(ARRAY[e.cslot], ARRAY[e.batch_id]) x WHERE x.idx = e.idx;
             SELECT * INTO o FROM braid.attempt_end(ARRAY[o.cslot], ARRAY[o.batch_id], ARRAY[o.idx], ARRAY[o.run_lease],
                 ARRAY[CASE WHEN p_discard THEN 7 ELSE 5 END::smallint], v_now);
             IF o.job_id IS NULL THEN
