@@ -383,57 +383,78 @@ func TestDeadLetterOperations(t *testing.T) {
 // second is started and must wait; when the first commits, the second finds the attempt closed.
 func TestRacingEndersHaveOneWinner(t *testing.T) {
 	t.Parallel()
-	for name, second := range map[string]func(b *bundle, c engine.Claimed) (bool, error){
-		"complete vs rescue": func(b *bundle, c engine.Claimed) (bool, error) {
+	firsts := map[string]struct {
+		sql   string
+		args  func(c engine.Claimed) []any
+		state engine.JobState
+		want  engine.Counts
+	}{
+		"complete": {`SELECT count(*) FROM braid.job_complete_fast($1, $2, $3, $4, NULL)`,
+			func(c engine.Claimed) []any { return receiptArgs(c.Receipt) }, engine.StateCompleted, engine.Counts{Completed: 1}},
+		"cancel": {`SELECT count(*) FROM braid.job_cancel($1, false, NULL)`,
+			func(c engine.Claimed) []any { return []any{c.Receipt.JobID} }, engine.StateCancelled, engine.Counts{Cancelled: 1}},
+	}
+	seconds := map[string]func(b *bundle, c engine.Claimed) (bool, error){
+		"rescue": func(b *bundle, c engine.Claimed) (bool, error) {
 			res, err := b.eng.Rescue(context.Background(), time.Nanosecond, 10)
 			return res.Retried+res.DeadLettered+res.Failed > 0, err
 		},
-		"complete vs fail": func(b *bundle, c engine.Claimed) (bool, error) {
+		"fail": func(b *bundle, c engine.Claimed) (bool, error) {
 			out, err := b.eng.Fail(context.Background(), []engine.Failure{{Receipt: c.Receipt, Error: "x"}})
 			return err == nil && out[0].Outcome == engine.Applied, err
 		},
-		"complete vs cancel": func(b *bundle, c engine.Claimed) (bool, error) {
+		"cancel": func(b *bundle, c engine.Claimed) (bool, error) {
 			res, err := b.eng.Cancel(context.Background(), c.Receipt.JobID)
 			return res.Cancelled, err
 		},
-		"complete vs snooze": func(b *bundle, c engine.Claimed) (bool, error) {
+		"snooze": func(b *bundle, c engine.Claimed) (bool, error) {
 			out, err := b.eng.Snooze(context.Background(), []engine.Receipt{c.Receipt}, []time.Duration{time.Second})
 			return err == nil && out[0] == engine.Applied, err
 		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			_, err := b.eng.Enqueue(b.ctx, job("q"))
-			require.NoError(t, err)
-			c := claimOne(t, b, "q")
+		"complete": func(b *bundle, c engine.Claimed) (bool, error) {
+			out, err := b.eng.Complete(context.Background(), []engine.Receipt{c.Receipt})
+			return err == nil && out[0] == engine.Applied, err
+		},
+	}
+	for firstName, first := range firsts {
+		for secondName, second := range seconds {
+			if firstName == secondName {
+				continue
+			}
+			t.Run(firstName+" vs "+secondName, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				_, err := b.eng.Enqueue(b.ctx, job("q"))
+				require.NoError(t, err)
+				c := claimOne(t, b, "q")
 
-			tx, err := b.pool.Begin(b.ctx)
-			require.NoError(t, err)
-			var applied int
-			require.NoError(t, tx.QueryRow(b.ctx, `SELECT count(*) FROM braid.job_complete_fast($1, $2, $3, $4, NULL)`,
-				[]int16{c.Receipt.ClaimSlot}, []int64{c.Receipt.BatchID}, []int32{c.Receipt.Index}, []int64{c.Receipt.RunLease}).Scan(&applied))
-			require.Equal(t, 1, applied)
+				tx, err := b.pool.Begin(b.ctx)
+				require.NoError(t, err)
+				defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+				var applied int
+				require.NoError(t, tx.QueryRow(b.ctx, first.sql, first.args(c)...).Scan(&applied))
+				require.Equal(t, 1, applied)
 
-			done := make(chan struct{})
-			var won bool
-			var secondErr error
-			go func() {
-				defer close(done)
-				won, secondErr = second(b, c)
-			}()
-			// The second ender must be waiting on the batch lock, not finished.
-			require.Eventually(t, func() bool {
-				return b.scalar(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`) > 0
-			}, 10*time.Second, 5*time.Millisecond)
-			require.NoError(t, tx.Commit(b.ctx))
-			<-done
-			require.NoError(t, secondErr)
-			require.False(t, won, "the attempt was already completed")
-			require.Equal(t, engine.StateCompleted, state(t, b, c.Receipt.JobID).State)
-			require.Equal(t, int64(1), b.scalar(t, `SELECT count(*) FROM braid.closure`))
-			require.Equal(t, engine.Counts{Completed: 1}, counts(t, b, "q"))
-		})
+				done := make(chan struct{})
+				var won bool
+				var secondErr error
+				go func() {
+					defer close(done)
+					won, secondErr = second(b, c)
+				}()
+				// The second ender must be waiting on a lock the first holds, not finished.
+				require.Eventually(t, func() bool {
+					return b.scalar(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`) > 0
+				}, 10*time.Second, 5*time.Millisecond)
+				require.NoError(t, tx.Commit(b.ctx))
+				<-done
+				require.NoError(t, secondErr)
+				require.False(t, won, "the attempt had already ended")
+				require.Equal(t, first.state, state(t, b, c.Receipt.JobID).State)
+				require.Equal(t, int64(1), b.scalar(t, `SELECT count(*) FROM braid.closure`))
+				require.Equal(t, first.want, counts(t, b, "q"))
+			})
+		}
 	}
 }
 
