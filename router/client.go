@@ -38,8 +38,9 @@ type Config struct {
 	// MaxArgsBytes bounds a job's args and metadata, checked for a whole batch before any
 	// write; default 1 MiB. Keep it equal to the shards' engine limit.
 	MaxArgsBytes int
-	// EnqueueTimeout is braid's own timeout on each shard call; hitting it while the caller
-	// still waits counts against the shard's breaker. Default 5s.
+	// EnqueueTimeout is braid's own timeout on each shard call (enqueues, job lookups and
+	// operations, stats, dead letters); hitting it while the caller still waits counts against
+	// the shard's breaker. Default 5s.
 	EnqueueTimeout time.Duration
 	// PollInterval is how often Start's loop polls the directory version, default 1s.
 	PollInterval time.Duration

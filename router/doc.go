@@ -17,16 +17,23 @@
 // no new home appeared within Config.RedirectAttempts rounds. A producer never sends a queue to
 // a shard the directory does not name: ordering and uniqueness depend on it.
 //
-// Job ids name their shard (engine.ShardOf): JobGet goes to that shard, never through current
-// placement. QueueStats asks every shard, because a queue's history stays where it was made.
+// Job ids name their shard (engine.ShardOf): JobGet, JobCancel, JobDiscard, JobRetry,
+// DeadLetterRetry and DeadLetterPurge go to that shard, never through current placement, because
+// a queue that moves leaves its jobs (and their dead letters) where they were made. An id of a
+// shard the client does not have is a *ShardNotConfiguredError. QueueStats and DeadLetters ask
+// every shard, because a queue's history stays on every shard it lived on; DeadLetters merges
+// the shards' pages newest first and pages by the last letter seen (keyset, see its doc).
 //
 // # Failures
 //
 // Every shard call goes through the shard's one circuit breaker (shard.Call) with braid's own
 // timeout (Config.EnqueueTimeout); every catalog call through the catalog's breaker. An open
 // breaker fails fast with *ShardUnavailableError naming the shard (or ErrCatalogUnavailable);
-// other shards are untouched. InsertMany sends one transaction per shard, so a failure is per
-// shard, and *InsertManyError lists exactly the jobs that were not enqueued.
+// other shards are untouched. InsertMany, DeadLetterRetry and DeadLetterPurge group their jobs
+// by shard and call each shard once, all at once, so a failure is per shard: *BatchError lists
+// exactly the jobs that were not handled, by shard, and the others' results are returned. Calls
+// that ask every shard (QueueStats, DeadLetters) return what the others answered, with the
+// missing shards listed. fanout.go holds these patterns; new multi-shard calls reuse them.
 //
 // # Must never
 //
@@ -34,6 +41,5 @@
 // memberlist: producers embed this package, and the worker runtime and gossip will live in
 // sub-packages of their own. It keeps no package-level mutable state.
 //
-// Not yet here: JobCancel and DLQ retry/purge (the engine has no such operations yet) and
-// metrics.
+// Not yet here: metrics.
 package router

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/braidq/braid/engine"
 	"github.com/braidq/braid/shard"
@@ -94,7 +92,7 @@ func (c *Client) Insert(ctx context.Context, args JobArgs, opts *InsertOpts) (*I
 	}
 	res, err := c.insert(ctx, []engine.Job{job})
 	if err != nil {
-		var many *InsertManyError
+		var many *BatchError
 		if errors.As(err, &many) && len(many.Failures) == 1 {
 			return nil, many.Failures[0].Err
 		}
@@ -109,8 +107,8 @@ func (c *Client) Insert(ctx context.Context, args JobArgs, opts *InsertOpts) (*I
 
 // InsertMany enqueues jobs of any queues: grouped by shard, one call (one transaction) per
 // shard, the shards in parallel. Invalid input refuses the whole call before any write. When
-// some shards fail, the jobs sent to the others are enqueued: the error is an *InsertManyError
-// that says exactly which jobs were not, and their results are nil. A job whose unique key is
+// some shards fail, the jobs sent to the others are enqueued: the error is a *BatchError that
+// says exactly which jobs were not, and their results are nil. A job whose unique key is
 // held is reported with UniqueSkippedAsDuplicate, not as an error.
 func (c *Client) InsertMany(ctx context.Context, params []InsertManyParams) ([]*InsertResult, error) {
 	jobs := make([]engine.Job, len(params))
@@ -244,54 +242,6 @@ func mergeOpts(base, over InsertOpts) InsertOpts {
 	return base
 }
 
-// InsertManyError says some jobs of an insert were not enqueued; every job not listed was.
-type InsertManyError struct {
-	// Failures groups the jobs that were not enqueued by cause: one entry per shard whose call
-	// failed (ShardID 0 for jobs whose queue could not be placed or routed).
-	Failures []InsertFailure
-	// Total is the number of jobs in the call.
-	Total int
-}
-
-// InsertFailure is a group of jobs that were not enqueued, and why.
-type InsertFailure struct {
-	ShardID int
-	Jobs    []int // indexes into the call's jobs, ascending
-	Err     error
-}
-
-// NotInserted returns the indexes of every job that was not enqueued, ascending.
-func (e *InsertManyError) NotInserted() []int {
-	var out []int
-	for _, f := range e.Failures {
-		out = append(out, f.Jobs...)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func (e *InsertManyError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "insert: %d of %d jobs not enqueued", len(e.NotInserted()), e.Total)
-	for _, f := range e.Failures {
-		if f.ShardID != 0 {
-			fmt.Fprintf(&b, "; shard %d (%d jobs): %v", f.ShardID, len(f.Jobs), f.Err)
-		} else {
-			fmt.Fprintf(&b, "; %d jobs: %v", len(f.Jobs), f.Err)
-		}
-	}
-	return b.String()
-}
-
-// Unwrap lets errors.As find the causes (*ShardUnavailableError, *RedirectError...).
-func (e *InsertManyError) Unwrap() []error {
-	out := make([]error, len(e.Failures))
-	for i, f := range e.Failures {
-		out[i] = f.Err
-	}
-	return out
-}
-
 // insert routes valid jobs and enqueues them, in rounds: each round groups the pending jobs by
 // their queue's home, sends one EnqueueMany per shard, all shards at once, and keeps the
 // groups a shard refused with a redirect for the next round, after refreshing the directory
@@ -327,32 +277,27 @@ func (c *Client) insert(ctx context.Context, jobs []engine.Job) ([]*InsertResult
 			mu         sync.Mutex
 			redirected []int
 			refusals   = map[int]*RedirectError{} // by the refusing shard
-			g          errgroup.Group
 		)
-		for _, id := range slices.Sorted(maps.Keys(groups)) {
+		eachShard(slices.Sorted(maps.Keys(groups)), func(id int) {
 			idx := groups[id]
-			g.Go(func() error {
-				res, err := c.enqueueOn(ctx, id, jobs, idx)
-				mu.Lock()
-				defer mu.Unlock()
-				var redirect *RedirectError
-				switch {
-				case err == nil:
-					for k, i := range idx {
-						r := res[k]
-						results[i] = &InsertResult{JobID: r.JobID, ShardID: engine.ShardOf(r.JobID), Queue: jobs[i].Queue,
-							Scheduled: r.Scheduled, UniqueSkippedAsDuplicate: r.Duplicate}
-					}
-				case errors.As(err, &redirect):
-					redirected = append(redirected, idx...)
-					refusals[id] = redirect
-				default:
-					fail.add(id, err, idx...)
+			res, err := c.enqueueOn(ctx, id, jobs, idx)
+			mu.Lock()
+			defer mu.Unlock()
+			var redirect *RedirectError
+			switch {
+			case err == nil:
+				for k, i := range idx {
+					r := res[k]
+					results[i] = &InsertResult{JobID: r.JobID, ShardID: engine.ShardOf(r.JobID), Queue: jobs[i].Queue,
+						Scheduled: r.Scheduled, UniqueSkippedAsDuplicate: r.Duplicate}
 				}
-				return nil
-			})
-		}
-		_ = g.Wait()
+			case errors.As(err, &redirect):
+				redirected = append(redirected, idx...)
+				refusals[id] = redirect
+			default:
+				fail.add(id, err, idx...)
+			}
+		})
 		if len(redirected) == 0 {
 			break
 		}
@@ -387,7 +332,7 @@ func (c *Client) insert(ctx context.Context, jobs []engine.Job) ([]*InsertResult
 		slices.Sort(redirected)
 		pending = redirected
 	}
-	if err := fail.err(len(jobs)); err != nil {
+	if err := fail.err("insert", len(jobs)); err != nil {
 		return results, err
 	}
 	return results, nil
@@ -445,51 +390,4 @@ func (c *Client) insertTx(ctx context.Context, tx pgx.Tx, jobs []engine.Job) ([]
 			Scheduled: r.Scheduled, UniqueSkippedAsDuplicate: r.Duplicate}
 	}
 	return out, nil
-}
-
-// failures collects the jobs an insert could not enqueue, by shard.
-type failures struct {
-	mu     sync.Mutex
-	byKey  map[int]*InsertFailure
-	causes map[int][]error
-}
-
-func newFailures() *failures {
-	return &failures{byKey: map[int]*InsertFailure{}, causes: map[int][]error{}}
-}
-
-func (f *failures) add(shardID int, err error, idx ...int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g, ok := f.byKey[shardID]
-	if !ok {
-		g = &InsertFailure{ShardID: shardID}
-		f.byKey[shardID] = g
-	}
-	g.Jobs = append(g.Jobs, idx...)
-	for _, e := range f.causes[shardID] {
-		if e.Error() == err.Error() {
-			return
-		}
-	}
-	f.causes[shardID] = append(f.causes[shardID], err)
-}
-
-func (f *failures) err(total int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.byKey) == 0 {
-		return nil
-	}
-	e := &InsertManyError{Total: total}
-	for _, id := range slices.Sorted(maps.Keys(f.byKey)) {
-		g := f.byKey[id]
-		slices.Sort(g.Jobs)
-		g.Err = errors.Join(f.causes[id]...)
-		if len(f.causes[id]) == 1 {
-			g.Err = f.causes[id][0]
-		}
-		e.Failures = append(e.Failures, *g)
-	}
-	return e
 }

@@ -2,15 +2,9 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
-	"sync"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/braidq/braid/engine"
-	"github.com/braidq/braid/shard"
 )
 
 // JobInfo is what JobGet knows about a job.
@@ -21,15 +15,11 @@ type Counts = engine.Counts
 
 // JobGet returns a job's newest state from the shard its id names (engine.ShardOf), whatever
 // the queue's current placement. An unknown id, or a finished job that was pruned, wraps
-// ErrNotFound.
+// ErrNotFound; so does an id of a shard this client does not have, with
+// *ShardNotConfiguredError. An id that names no shard is a *ValidationError.
 func (c *Client) JobGet(ctx context.Context, id int64) (*JobInfo, error) {
-	sid := engine.ShardOf(id)
-	s, ok := c.shards.Get(sid)
-	if !ok {
-		return nil, fmt.Errorf("job %d: %w: %w", id, &ShardNotConfiguredError{ShardID: sid}, ErrNotFound)
-	}
-	j, err := shard.Call(ctx, s, c.cfg.EnqueueTimeout, func(ctx context.Context) (engine.JobInfo, error) {
-		return s.Engine().JobGet(ctx, id)
+	j, err := onJobShard(ctx, c, id, func(ctx context.Context, e *engine.Engine) (JobInfo, error) {
+		return e.JobGet(ctx, id)
 	})
 	if err != nil {
 		return nil, err
@@ -54,35 +44,18 @@ func (c *Client) QueueStats(ctx context.Context, queue string) (QueueStats, erro
 	if err := engine.ValidateQueue(queue); err != nil {
 		return QueueStats{}, err
 	}
-	st := QueueStats{Queue: queue, ByShard: map[int]Counts{}}
-	var (
-		mu   sync.Mutex
-		errs []error
-		g    errgroup.Group
-	)
-	for _, s := range c.shards.All() {
-		g.Go(func() error {
-			n, err := shard.Call(ctx, s, c.cfg.EnqueueTimeout, func(ctx context.Context) (engine.Counts, error) {
-				return s.Engine().Counts(ctx, queue)
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				st.Missing = append(st.Missing, s.ID())
-				errs = append(errs, err)
-				return nil
-			}
-			if n != (Counts{}) {
-				st.ByShard[s.ID()] = n
-				st.Total = addCounts(st.Total, n)
-			}
-			return nil
-		})
+	byShard, missing, err := askAll(ctx, c, func(ctx context.Context, e *engine.Engine) (Counts, error) {
+		return e.Counts(ctx, queue)
+	})
+	st := QueueStats{Queue: queue, ByShard: map[int]Counts{}, Missing: missing}
+	for id, n := range byShard {
+		if n != (Counts{}) {
+			st.ByShard[id] = n
+			st.Total = addCounts(st.Total, n)
+		}
 	}
-	_ = g.Wait()
-	slices.Sort(st.Missing)
-	if len(errs) > 0 {
-		return st, fmt.Errorf("queue stats %q: %d of %d shards missing: %w", queue, len(st.Missing), len(c.shards.IDs()), errors.Join(errs...))
+	if err != nil {
+		return st, fmt.Errorf("queue stats %q: %d of %d shards missing: %w", queue, len(missing), len(c.shards.IDs()), err)
 	}
 	return st, nil
 }
