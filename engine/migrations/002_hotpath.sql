@@ -106,17 +106,23 @@ BEGIN
     IF v_n IS NULL OR v_n = 0 OR NOT coalesce(true = ANY (p_keep), p_keep IS NULL) THEN
         RETURN;
     END IF;
+    -- Lanes are resolved once per distinct (queue, priority, lane_no), not once per job.
     INSERT INTO braid.lane (queue, priority, lane_no)
-    SELECT DISTINCT j.queue, j.priority, j.lane_no
-    FROM unnest(p_keep, p_queues, p_priorities, p_lane_nos) AS j(keep, queue, priority, lane_no)
-    WHERE coalesce(j.keep, true)
-      AND NOT EXISTS (SELECT 1 FROM braid.lane l
-                      WHERE l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority)
+    SELECT k.queue, k.priority, k.lane_no
+    FROM (SELECT DISTINCT j.queue, j.priority, j.lane_no
+          FROM unnest(p_keep, p_queues, p_priorities, p_lane_nos) AS j(keep, queue, priority, lane_no)
+          WHERE coalesce(j.keep, true)) k
+    WHERE NOT EXISTS (SELECT 1 FROM braid.lane l
+                      WHERE l.queue = k.queue AND l.lane_no = k.lane_no AND l.priority = k.priority)
     ON CONFLICT DO NOTHING;
 
-    SELECT array_agg(l.lane_id ORDER BY j.ord) INTO v_lane
+    SELECT array_agg(m.lane_id ORDER BY j.ord) INTO v_lane
     FROM unnest(p_queues, p_priorities, p_lane_nos) WITH ORDINALITY AS j(queue, priority, lane_no, ord)
-    LEFT JOIN braid.lane l ON l.queue = j.queue AND l.lane_no = j.lane_no AND l.priority = j.priority;
+    LEFT JOIN (SELECT l.queue, l.priority, l.lane_no, l.lane_id
+               FROM (SELECT DISTINCT x.queue, x.priority, x.lane_no
+                     FROM unnest(p_queues, p_priorities, p_lane_nos) AS x(queue, priority, lane_no)) k
+               JOIN braid.lane l ON l.queue = k.queue AND l.lane_no = k.lane_no AND l.priority = k.priority) m
+      ON m.queue = j.queue AND m.priority = j.priority AND m.lane_no = j.lane_no;
 
     PERFORM pg_advisory_xact_lock(1, x)
     FROM (SELECT DISTINCT v_lane[i] AS x FROM generate_series(1, v_n) i
@@ -218,13 +224,15 @@ BEGIN
         p_metadata, array_fill(NULL::jsonb, ARRAY[v_n]), p_unique_keys,
         array_fill(v_now, ARRAY[v_n]), array_fill(v_now, ARRAY[v_n]));
 
-    INSERT INTO braid.deferred (job_id, queue, priority, lane_no, reason, run_lease, attempt,
-                                max_attempts, kind, args, metadata, errors, unique_key, run_at, created_at)
-    SELECT v_ids[j.ord], j.queue, j.priority, v_lane_no[j.ord], 1, 0, 0, v_max[j.ord], j.kind,
-           j.args, j.metadata, NULL, j.k, j.run_at, v_now
-    FROM unnest(p_queues, p_priorities, p_kinds, p_args, p_metadata, p_run_at, p_unique_keys)
-         WITH ORDINALITY AS j(queue, priority, kind, args, metadata, run_at, k, ord)
-    WHERE v_dup[j.ord] IS NULL AND j.run_at > v_now;
+    IF EXISTS (SELECT 1 FROM unnest(p_run_at) AS x WHERE x > v_now) THEN
+        INSERT INTO braid.deferred (job_id, queue, priority, lane_no, reason, run_lease, attempt,
+                                    max_attempts, kind, args, metadata, errors, unique_key, run_at, created_at)
+        SELECT v_ids[j.ord], j.queue, j.priority, v_lane_no[j.ord], 1, 0, 0, v_max[j.ord], j.kind,
+               j.args, j.metadata, NULL, j.k, j.run_at, v_now
+        FROM unnest(p_queues, p_priorities, p_kinds, p_args, p_metadata, p_run_at, p_unique_keys)
+             WITH ORDINALITY AS j(queue, priority, kind, args, metadata, run_at, k, ord)
+        WHERE v_dup[j.ord] IS NULL AND j.run_at > v_now;
+    END IF;
 
     RETURN QUERY
     SELECT j.ord::integer, coalesce(v_dup[j.ord], v_ids[j.ord]), v_dup[j.ord],
