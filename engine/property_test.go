@@ -50,6 +50,17 @@ func (m *model) live(j *mjob) bool {
 	return false
 }
 
+// inState lists the jobs of ids in state s, in the order of ids.
+func (m *model) inState(ids []int64, s engine.JobState) []int64 {
+	var out []int64
+	for _, id := range ids {
+		if m.jobs[id].state == s {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // finish moves a job out of the live states, releasing its unique key.
 func (m *model) finish(id int64, s engine.JobState) {
 	j := m.jobs[id]
@@ -323,12 +334,7 @@ func TestPropertyLifecycle(t *testing.T) {
 				}
 				require.Equal(rt, want, n)
 			case op == 17: // dead-letter retry
-				var dlq []int64
-				for _, id := range ids {
-					if m.jobs[id].state == engine.StateDeadLettered {
-						dlq = append(dlq, id)
-					}
-				}
+				dlq := m.inState(ids, engine.StateDeadLettered)
 				if len(dlq) == 0 {
 					continue
 				}
@@ -347,12 +353,7 @@ func TestPropertyLifecycle(t *testing.T) {
 					m.uniqueBy[key] = id
 				}
 			case op == 18: // dead-letter purge
-				var dlq []int64
-				for _, id := range ids {
-					if m.jobs[id].state == engine.StateDeadLettered {
-						dlq = append(dlq, id)
-					}
-				}
+				dlq := m.inState(ids, engine.StateDeadLettered)
 				if len(dlq) == 0 {
 					continue
 				}

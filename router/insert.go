@@ -111,17 +111,8 @@ func (c *Client) Insert(ctx context.Context, args JobArgs, opts *InsertOpts) (*I
 // says exactly which jobs were not, and their results are nil. A job whose unique key is
 // held is reported with UniqueSkippedAsDuplicate, not as an error.
 func (c *Client) InsertMany(ctx context.Context, params []InsertManyParams) ([]*InsertResult, error) {
-	jobs := make([]engine.Job, len(params))
-	var errs []error
-	for i, p := range params {
-		j, err := c.job(p.Args, p.InsertOpts, fmt.Sprintf("jobs[%d].", i))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		jobs[i] = j
-	}
-	if err := errors.Join(errs...); err != nil {
+	jobs, err := c.jobsOf(params)
+	if err != nil {
 		return nil, err
 	}
 	return c.insert(ctx, jobs)
@@ -152,17 +143,8 @@ func (c *Client) InsertTx(ctx context.Context, tx pgx.Tx, args JobArgs, opts *In
 // InsertManyTx is InsertMany inside tx, a transaction on the shard every job's queue lives on
 // (see InsertTx).
 func (c *Client) InsertManyTx(ctx context.Context, tx pgx.Tx, params []InsertManyParams) ([]*InsertResult, error) {
-	jobs := make([]engine.Job, len(params))
-	var errs []error
-	for i, p := range params {
-		j, err := c.job(p.Args, p.InsertOpts, fmt.Sprintf("jobs[%d].", i))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		jobs[i] = j
-	}
-	if err := errors.Join(errs...); err != nil {
+	jobs, err := c.jobsOf(params)
+	if err != nil {
 		return nil, err
 	}
 	return c.insertTx(ctx, tx, jobs)
@@ -390,4 +372,19 @@ func (c *Client) insertTx(ctx context.Context, tx pgx.Tx, jobs []engine.Job) ([]
 			Scheduled: r.Scheduled, UniqueSkippedAsDuplicate: r.Duplicate}
 	}
 	return out, nil
+}
+
+// jobsOf turns a bulk call's params into engine jobs, naming every bad one (jobs[i].field).
+func (c *Client) jobsOf(params []InsertManyParams) ([]engine.Job, error) {
+	jobs := make([]engine.Job, len(params))
+	var errs []error
+	for i, p := range params {
+		j, err := c.job(p.Args, p.InsertOpts, fmt.Sprintf("jobs[%d].", i))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		jobs[i] = j
+	}
+	return jobs, errors.Join(errs...)
 }
