@@ -48,6 +48,7 @@
 //	3 claim batch   key batch_id & 0x7fffffff     every statement that ends attempts of the batch
 //	4 queue fence   key hashtext(queue)           shared by enqueue, exclusive by fence seal
 //	5 job retry     key hashint8(job_id)          an operator retry of a failed or cancelled job
+//	6 ring          key hashtext(ring)            one rotation of a ring at a time
 //
 // Lock order, for every transaction that takes more than one:
 //
@@ -58,7 +59,8 @@
 //	cancel:      deferred row, or lane claim (2) -> claim batch (3) when running
 //	promotion:   deferred rows (FOR UPDATE SKIP LOCKED) -> lane enqueue (1) sorted by lane_id
 //	retry:       job retry (5) -> unique-key row -> lane enqueue (1)
-//	maintenance: ring serializer -> slot -> child partitions (rotation and prune, not yet built)
+//	maintenance: lease row (FOR KEY SHARE, to commit) -> ring (6) -> slot -> child partitions
+//	             (prune is not built yet); a lease takeover locks the lease row FOR UPDATE first
 //
 // A lock that guards a read is always taken in a statement of its own: in READ COMMITTED a
 // statement's snapshot predates its own lock wait, so a lock-and-read statement can miss the

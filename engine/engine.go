@@ -143,6 +143,8 @@ type statements struct {
 	fail, snooze, heartbeat, rehome, cancel, retry, promote, rescue string
 
 	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
+
+	leaseAcquire, leaseRenew, leaseCheck, ringRotate string
 }
 
 func newStatements(schema string) statements {
@@ -167,6 +169,11 @@ func newStatements(schema string) statements {
 		deadLetterRetry: inSchema(`SELECT * FROM braid.dead_letter_retry($1, $2)`, schema),
 		deadLetterPurge: inSchema(`SELECT braid.dead_letter_purge($1)`, schema),
 		deadLetterTrim:  inSchema(`SELECT braid.dead_letter_trim($1, $2, $3)`, schema),
+
+		leaseAcquire: inSchema(`SELECT braid.maintenance_lease_acquire($1, $2)`, schema),
+		leaseRenew:   inSchema(`SELECT braid.maintenance_lease_renew($1, $2, $3)`, schema),
+		leaseCheck:   inSchema(`SELECT braid.maintenance_lease_check($1, $2)`, schema),
+		ringRotate:   inSchema(`SELECT * FROM braid.ring_rotate($1, $2, $3)`, schema),
 	}
 }
 

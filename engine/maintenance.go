@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Lease is a held maintenance lease: holder and epoch, as the shard's lease row says.
+type Lease struct {
+	Holder string
+	Epoch  int64
+}
+
+// ErrLeaseLost is returned by a maintenance step whose lease was taken over or expired; the
+// step wrote nothing and its caller must step down.
+var ErrLeaseLost = errors.New("maintenance lease lost")
+
+// LeaseAcquire takes the shard's maintenance lease for holder until now + ttl (database clock)
+// when it is free, expired or already holder's. ok is false while another holder's lease is
+// live. A takeover waits for the old holder's maintenance transactions in flight, so after it
+// returns none of them is running.
+func (e *Engine) LeaseAcquire(ctx context.Context, holder string, ttl time.Duration) (lease Lease, ok bool, err error) {
+	if holder == "" || ttl <= 0 {
+		return Lease{}, false, &ValidationError{Field: "holder", Value: holder, Problem: "holder must be non-empty and ttl > 0"}
+	}
+	var epoch *int64
+	if err := e.pool.QueryRow(ctx, e.sql.leaseAcquire, holder, ttl).Scan(&epoch); err != nil {
+		return Lease{}, false, fmt.Errorf("shard %d: acquire maintenance lease: %w", e.id.ShardID, err)
+	}
+	if epoch == nil {
+		return Lease{}, false, nil
+	}
+	return Lease{Holder: holder, Epoch: *epoch}, true, nil
+}
+
+// LeaseRenew extends a held lease to now + ttl. False: it was lost; step down.
+func (e *Engine) LeaseRenew(ctx context.Context, l Lease, ttl time.Duration) (bool, error) {
+	var ok bool
+	if err := e.pool.QueryRow(ctx, e.sql.leaseRenew, l.Holder, l.Epoch, ttl).Scan(&ok); err != nil {
+		return false, fmt.Errorf("shard %d: renew maintenance lease: %w", e.id.ShardID, err)
+	}
+	return ok, nil
+}
+
+// maintain runs one maintenance step in a transaction whose first statement checks the lease
+// (and keeps it share-locked, so a takeover waits for the step). ErrLeaseLost: nothing written.
+func (e *Engine) maintain(ctx context.Context, l Lease, step string, fn func(pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		var held bool
+		if err := tx.QueryRow(ctx, e.sql.leaseCheck, l.Holder, l.Epoch).Scan(&held); err != nil {
+			return err
+		}
+		if !held {
+			return ErrLeaseLost
+		}
+		return fn(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("shard %d: %s: %w", e.id.ShardID, step, err)
+	}
+	return nil
+}
+
+// Ring names one of the engine's two rings.
+type Ring string
+
+const (
+	QueueRing Ring = "queue"
+	ClaimRing Ring = "claim"
+)
+
+// RotateResult reports one rotation attempt.
+type RotateResult struct {
+	Outcome    string // rotated, young, idle or next_slot_busy
+	Generation int64  // the ring's current generation afterwards
+	Slot       int    // and its slot
+}
+
+// Rotate appends the ring's next generation under lease l when the current generation is at
+// least minAge old, its slot holds rows (an idle ring does not churn the ledger) and the next
+// slot is empty (it stays busy until prune reclaims it).
+func (e *Engine) Rotate(ctx context.Context, l Lease, ring Ring, minAge time.Duration) (RotateResult, error) {
+	if ring != QueueRing && ring != ClaimRing {
+		return RotateResult{}, &ValidationError{Field: "ring", Value: string(ring), Problem: "must be queue or claim"}
+	}
+	var res RotateResult
+	err := e.maintain(ctx, l, "rotate "+string(ring)+" ring", func(tx pgx.Tx) error {
+		var slot int16
+		err := tx.QueryRow(ctx, e.sql.ringRotate, string(ring), minAge, nil).Scan(&res.Outcome, &res.Generation, &slot)
+		res.Slot = int(slot)
+		return err
+	})
+	return res, err
+}

@@ -1,0 +1,132 @@
+package engine_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/braidq/braid/engine"
+)
+
+func TestMaintenanceLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	a, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", 300*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, engine.Lease{Holder: "node-a", Epoch: 1}, a)
+
+	_, ok, err = b.eng.LeaseAcquire(b.ctx, "node-b", time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok, "a live lease is not taken over")
+	again, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", 300*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, a, again, "the holder re-acquiring a live lease keeps its epoch")
+	renewed, err := b.eng.LeaseRenew(b.ctx, a, 300*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, renewed)
+
+	time.Sleep(400 * time.Millisecond) // node-a stops renewing: the lease expires by the database clock
+	bl, ok, err := b.eng.LeaseAcquire(b.ctx, "node-b", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, int64(2), bl.Epoch, "a takeover starts a new epoch")
+
+	renewed, err = b.eng.LeaseRenew(b.ctx, a, time.Minute)
+	require.NoError(t, err)
+	require.False(t, renewed, "the old holder learns it lost the lease")
+	_, err = b.eng.Rotate(b.ctx, a, engine.QueueRing, 0)
+	require.ErrorIs(t, err, engine.ErrLeaseLost, "a maintenance step under a lost lease writes nothing")
+	require.Equal(t, int64(1), b.scalar(t, `SELECT count(*) FROM braid.ring_gen WHERE ring = 'queue'`))
+}
+
+// TestLeaseTakeoverWaitsForStepsInFlight: a step that checked the lease holds it share-locked to
+// commit, so a takeover cannot commit while the old holder's step still runs.
+func TestLeaseTakeoverWaitsForStepsInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", 200*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	var held bool
+	require.NoError(t, tx.QueryRow(b.ctx, `SELECT braid.maintenance_lease_check($1, $2)`, a.Holder, a.Epoch).Scan(&held))
+	require.True(t, held)
+
+	time.Sleep(300 * time.Millisecond) // the lease expires while the step still runs
+	type result struct {
+		l   engine.Lease
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, ok, err := b.eng.LeaseAcquire(context.Background(), "node-b", time.Minute)
+		done <- result{l, ok, err}
+	}()
+	require.Eventually(t, func() bool {
+		return b.scalar(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'tuple' OR (locktype = 'transactionid' AND NOT granted)`) > 0
+	}, 10*time.Second, 5*time.Millisecond, "the takeover waits for the step in flight")
+	select {
+	case r := <-done:
+		t.Fatalf("the takeover finished while the old holder's step was in flight: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit(b.ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	require.True(t, r.ok)
+	require.Equal(t, int64(2), r.l.Epoch)
+}
+
+func TestRotate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	res, err := b.eng.Rotate(b.ctx, l, engine.QueueRing, 0)
+	require.NoError(t, err)
+	require.Equal(t, engine.RotateResult{Outcome: "idle", Generation: 0, Slot: 0}, res, "an idle ring does not churn the ledger")
+
+	_, err = b.eng.Enqueue(b.ctx, job("q"))
+	require.NoError(t, err)
+	res, err = b.eng.Rotate(b.ctx, l, engine.QueueRing, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, "young", res.Outcome)
+
+	for gen := 1; gen <= 15; gen++ {
+		res, err = b.eng.Rotate(b.ctx, l, engine.QueueRing, 0)
+		require.NoError(t, err)
+		require.Equal(t, engine.RotateResult{Outcome: "rotated", Generation: int64(gen), Slot: gen}, res)
+		_, err = b.eng.Enqueue(b.ctx, job("q"))
+		require.NoError(t, err)
+		require.Equal(t, int64(1), b.scalar(t, `SELECT count(*) FROM braid.ready WHERE qslot = $1`, gen), "enqueues land in the new current slot")
+	}
+	res, err = b.eng.Rotate(b.ctx, l, engine.QueueRing, 0)
+	require.NoError(t, err)
+	require.Equal(t, engine.RotateResult{Outcome: "next_slot_busy", Generation: 15, Slot: 15}, res, "a full ring waits for prune")
+
+	cs := claimAll(t, b, "q", 100)
+	require.Len(t, cs, 1, "one claim per slot: the claim stops at the slot boundary")
+	res, err = b.eng.Rotate(b.ctx, l, engine.ClaimRing, 0)
+	require.NoError(t, err)
+	require.Equal(t, engine.RotateResult{Outcome: "rotated", Generation: 1, Slot: 1}, res)
+	cs2 := claimAll(t, b, "q", 100)
+	require.Len(t, cs2, 1)
+	require.Equal(t, int16(1), cs2[0].Receipt.ClaimSlot, "claims land in the new claim slot")
+	out, err := b.eng.Complete(b.ctx, receipts(append(cs, cs2...)))
+	require.NoError(t, err)
+	require.Equal(t, []engine.Outcome{engine.Applied, engine.Applied}, out)
+
+	_, err = b.eng.Rotate(b.ctx, l, engine.Ring("other"), 0)
+	require.ErrorContains(t, err, `invalid ring "other"`)
+}
