@@ -144,7 +144,7 @@ type statements struct {
 
 	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
 
-	leaseAcquire, leaseRenew, leaseCheck, ringRotate string
+	leaseAcquire, leaseRenew, leaseCheck, ringRotate, claimSlotPrune string
 }
 
 func newStatements(schema string) statements {
@@ -174,6 +174,8 @@ func newStatements(schema string) statements {
 		leaseRenew:   inSchema(`SELECT braid.maintenance_lease_renew($1, $2, $3)`, schema),
 		leaseCheck:   inSchema(`SELECT braid.maintenance_lease_check($1, $2)`, schema),
 		ringRotate:   inSchema(`SELECT * FROM braid.ring_rotate($1, $2, $3)`, schema),
+
+		claimSlotPrune: inSchema(`SELECT * FROM braid.claim_slot_prune($1)`, schema),
 	}
 }
 

@@ -96,3 +96,31 @@ func (e *Engine) Rotate(ctx context.Context, l Lease, ring Ring, minAge time.Dur
 	})
 	return res, err
 }
+
+// PruneResult reports one prune attempt.
+type PruneResult struct {
+	Outcome string // pruned, skipped, blocked or nothing
+	Slot    int    // the slot it worked on (-1 for nothing)
+	Open    int64  // when skipped: the open attempts that kept the slot
+}
+
+// PruneClaimSlot reclaims the oldest sealed claim slot that holds rows, by TRUNCATE, when every
+// attempt in it has ended (re-home long attempts first: Rehome). It takes the slot's partitions
+// ACCESS EXCLUSIVE with lockTimeout and reports blocked rather than queue traffic behind it.
+func (e *Engine) PruneClaimSlot(ctx context.Context, l Lease, lockTimeout time.Duration) (PruneResult, error) {
+	if lockTimeout <= 0 {
+		return PruneResult{}, &ValidationError{Field: "lock_timeout", Value: lockTimeout, Problem: "must be > 0"}
+	}
+	res := PruneResult{Slot: -1}
+	err := e.maintain(ctx, l, "prune claim slot", func(tx pgx.Tx) error {
+		var slot *int16
+		if err := tx.QueryRow(ctx, e.sql.claimSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open); err != nil {
+			return err
+		}
+		if slot != nil {
+			res.Slot = int(*slot)
+		}
+		return nil
+	})
+	return res, err
+}

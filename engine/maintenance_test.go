@@ -130,3 +130,61 @@ func TestRotate(t *testing.T) {
 	_, err = b.eng.Rotate(b.ctx, l, engine.Ring("other"), 0)
 	require.ErrorContains(t, err, `invalid ring "other"`)
 }
+
+func TestPruneClaimSlot(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	res, err := b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, engine.PruneResult{Outcome: "nothing", Slot: -1}, res)
+
+	// Slot 0: one completed attempt and one long-running one; slot 1: current.
+	_, err = b.eng.EnqueueMany(b.ctx, []engine.Job{job("q"), job("q")})
+	require.NoError(t, err)
+	done, long := claimOne(t, b, "q"), claimOne(t, b, "q")
+	_, err = b.eng.Complete(b.ctx, []engine.Receipt{done.Receipt})
+	require.NoError(t, err)
+	rot, err := b.eng.Rotate(b.ctx, l, engine.ClaimRing, 0)
+	require.NoError(t, err)
+	require.Equal(t, "rotated", rot.Outcome)
+
+	res, err = b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, engine.PruneResult{Outcome: "skipped", Slot: 0, Open: 1}, res, "an open attempt keeps its slot")
+
+	// A writer holding the slot's partitions makes prune report blocked instead of queueing.
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `LOCK TABLE braid.closure_0 IN ROW EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	n, err := b.eng.Rehome(b.ctx, 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	res, err = b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, engine.PruneResult{Outcome: "blocked", Slot: 0}, res)
+	require.NoError(t, tx.Rollback(b.ctx))
+
+	res, err = b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, engine.PruneResult{Outcome: "pruned", Slot: 0}, res)
+	require.Zero(t, b.scalar(t, `SELECT count(*) FROM braid.claim_batch_0`)+b.scalar(t, `SELECT count(*) FROM braid.closure_0`))
+
+	// Everything still resolves after the slot is gone.
+	require.Equal(t, engine.StateCompleted, state(t, b, done.Receipt.JobID).State)
+	require.Equal(t, engine.StateRunning, state(t, b, long.Receipt.JobID).State)
+	require.Equal(t, engine.Counts{Running: 1, Completed: 1}, counts(t, b, "q"))
+	out, err := b.eng.Complete(b.ctx, []engine.Receipt{done.Receipt, long.Receipt})
+	require.NoError(t, err)
+	require.Equal(t, []engine.Outcome{engine.Stale, engine.Applied}, out, "the long attempt's old receipt still ends it after its slot was pruned")
+	require.Equal(t, engine.StateCompleted, state(t, b, long.Receipt.JobID).State)
+	require.Equal(t, engine.Counts{Completed: 2}, counts(t, b, "q"))
+
+	// The pruned slot is empty again: rotation can reuse it once the ring comes round.
+	res, err = b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, "nothing", res.Outcome)
+}

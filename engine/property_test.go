@@ -117,6 +117,9 @@ func TestPropertyLifecycle(t *testing.T) {
 		for _, q := range queues {
 			require.NoError(rt, eng.ConfigureQueue(ctx, q, settings(2, propMaxAttempts, propDLQ[q], time.Hour)))
 		}
+		lease, ok, err := eng.LeaseAcquire(ctx, "property", time.Hour)
+		require.NoError(rt, err)
+		require.True(rt, ok)
 		m := &model{jobs: map[int64]*mjob{}, open: map[attemptKey]engine.Receipt{}, emitted: map[attemptKey]bool{}, uniqueBy: map[string]int64{}}
 		rotations := map[string]int{}
 		var ids []int64
@@ -159,7 +162,7 @@ func TestPropertyLifecycle(t *testing.T) {
 
 		steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 		for range steps {
-			switch op := rapid.IntRange(0, 22).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 23).Draw(rt, "op"); {
 			case op <= 2: // enqueue
 				jobs := rapid.SliceOfN(rapid.Custom(genJob), 1, 5).Draw(rt, "jobs")
 				res, err := eng.EnqueueMany(ctx, jobs)
@@ -408,15 +411,22 @@ func TestPropertyLifecycle(t *testing.T) {
 			case op == 22: // re-home every open attempt outside the current claim slot; receipts keep working
 				_, err := eng.Rehome(ctx, 0, 1000)
 				require.NoError(rt, err)
-			default: // rotate a ring (never onto a slot that is still in use: no prune yet)
-				ring := rapid.SampledFrom([]string{"queue", "claim"}).Draw(rt, "ring")
-				if (ring == "queue" && rotations[ring] >= 15) || (ring == "claim" && rotations[ring] >= 7) {
+			case op == 23: // re-home, then prune the oldest claim slot; receipts and counts must not notice
+				_, err := eng.Rehome(ctx, 0, 1000)
+				require.NoError(rt, err)
+				res, err := eng.PruneClaimSlot(ctx, lease, time.Second)
+				require.NoError(rt, err)
+				require.Contains(rt, []string{"pruned", "nothing"}, res.Outcome, "after re-home no sealed claim slot holds an open attempt")
+			default: // rotate a ring; the queue ring is never pruned yet, so it may not wrap
+				ring := rapid.SampledFrom([]engine.Ring{engine.QueueRing, engine.ClaimRing}).Draw(rt, "ring")
+				if ring == engine.QueueRing && rotations[string(ring)] >= 15 {
 					continue
 				}
-				rotations[ring]++
-				_, err := pool.Exec(ctx, `INSERT INTO braid.ring_gen (ring, generation)
-					SELECT ring, max(generation) + 1 FROM braid.ring_gen WHERE ring = $1 GROUP BY ring`, ring)
+				res, err := eng.Rotate(ctx, lease, ring, 0)
 				require.NoError(rt, err)
+				if res.Outcome == "rotated" {
+					rotations[string(ring)]++
+				}
 			}
 			checkInvariants(rt, ctx, pool, eng, m, queues, ids)
 		}

@@ -114,3 +114,75 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ClaimSlotPrune: reclaims the oldest sealed claim slot that holds rows, by TRUNCATE, when
+-- every claim batch in it is fully closed (count proof: each batch's members = its closed
+-- members, sound because closures are exactly-once). The guard is checked, then the slot's
+-- partitions are locked ACCESS EXCLUSIVE under a short lock_timeout and the guard is checked
+-- again under the lock. Long attempts do not pin a slot: job_rehome moves them out first.
+-- Outcomes: pruned, skipped (open attempts), blocked (lock timeout), nothing (no sealed slot
+-- holds rows). Serialised with rotation by the ring lock (ns 6).
+CREATE FUNCTION braid.claim_slot_prune(p_lock_timeout interval)
+RETURNS TABLE (outcome text, slot smallint, open_attempts bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_gen   bigint;
+    v_slots smallint;
+    v_slot  smallint;
+    v_open  bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(6, hashtext('claim'));
+    SELECT c.generation INTO v_gen FROM braid.ring_current('claim') c;
+    SELECT r.slots INTO v_slots FROM braid.ring r WHERE r.ring = 'claim';
+
+    -- The oldest sealed slot with rows: generations gen-slots+1 .. gen-1, oldest first.
+    SELECT s INTO v_slot
+    FROM (SELECT ((v_gen + k) % v_slots)::smallint AS s, k FROM generate_series(1, v_slots - 1) k) x
+    WHERE NOT braid.slot_empty('claim', x.s)
+    ORDER BY x.k LIMIT 1;
+    IF v_slot IS NULL THEN
+        RETURN QUERY SELECT 'nothing'::text, NULL::smallint, 0::bigint;
+        RETURN;
+    END IF;
+
+    v_open := braid.claim_slot_open(v_slot);
+    IF v_open > 0 THEN
+        RETURN QUERY SELECT 'skipped'::text, v_slot, v_open;
+        RETURN;
+    END IF;
+
+    BEGIN
+        EXECUTE format('SET LOCAL lock_timeout = %L', ceil(extract(epoch FROM p_lock_timeout) * 1000)::bigint || 'ms');
+        EXECUTE format('LOCK TABLE braid.%I, braid.%I IN ACCESS EXCLUSIVE MODE',
+                       'claim_batch_' || v_slot, 'closure_' || v_slot);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN QUERY SELECT 'blocked'::text, v_slot, 0::bigint;
+        RETURN;
+    END;
+    SET LOCAL lock_timeout = 0;
+
+    -- The guard again, under the lock: nothing can add a batch or closure to the slot now.
+    v_open := braid.claim_slot_open(v_slot);
+    IF v_open > 0 THEN
+        RETURN QUERY SELECT 'skipped'::text, v_slot, v_open;
+        RETURN;
+    END IF;
+    EXECUTE format('TRUNCATE braid.%I, braid.%I', 'claim_batch_' || v_slot, 'closure_' || v_slot);
+    RETURN QUERY SELECT 'pruned'::text, v_slot, 0::bigint;
+END
+$$;
+
+-- ClaimSlotOpen: how many attempts of a claim slot are still open, by the count proof
+-- (members claimed minus members closed, per batch; closures are exactly-once).
+CREATE FUNCTION braid.claim_slot_open(p_slot smallint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (SELECT coalesce(sum(b.n - coalesce(c.closed, 0)), 0)
+            FROM braid.claim_batch b
+            LEFT JOIN (SELECT x.batch_id, sum(cardinality(x.members)) AS closed
+                       FROM braid.closure x WHERE x.cslot = p_slot GROUP BY x.batch_id) c
+              ON c.batch_id = b.batch_id
+            WHERE b.cslot = p_slot);
+END
+$$;
