@@ -144,7 +144,7 @@ type statements struct {
 
 	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
 
-	leaseAcquire, leaseRenew, leaseCheck, ringRotate, claimSlotPrune string
+	leaseAcquire, leaseRenew, leaseCheck, ringRotate, claimSlotPrune, queueSlotPrune string
 }
 
 func newStatements(schema string) statements {
@@ -176,6 +176,7 @@ func newStatements(schema string) statements {
 		ringRotate:   inSchema(`SELECT * FROM braid.ring_rotate($1, $2, $3)`, schema),
 
 		claimSlotPrune: inSchema(`SELECT * FROM braid.claim_slot_prune($1)`, schema),
+		queueSlotPrune: inSchema(`SELECT * FROM braid.queue_slot_prune($1)`, schema),
 	}
 }
 

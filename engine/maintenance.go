@@ -102,6 +102,7 @@ type PruneResult struct {
 	Outcome string // pruned, skipped, blocked or nothing
 	Slot    int    // the slot it worked on (-1 for nothing)
 	Open    int64  // when skipped: the open attempts that kept the slot
+	Carried int64  // queue slots: pending ready rows carried forward into the current slot
 }
 
 // PruneClaimSlot reclaims the oldest sealed claim slot that holds rows, by TRUNCATE, when every
@@ -115,6 +116,28 @@ func (e *Engine) PruneClaimSlot(ctx context.Context, l Lease, lockTimeout time.D
 	err := e.maintain(ctx, l, "prune claim slot", func(tx pgx.Tx) error {
 		var slot *int16
 		if err := tx.QueryRow(ctx, e.sql.claimSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open); err != nil {
+			return err
+		}
+		if slot != nil {
+			res.Slot = int(*slot)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// PruneQueueSlot reclaims the oldest sealed queue slot that holds rows, by TRUNCATE, when no open
+// attempt's ready row lives in it. Pending ready rows (a paused or slow queue) are carried
+// forward into the current slot in lane order, so one queue never pins the ring for the others;
+// the slot's terminal counts are folded per bucket first, so Counts stay exact.
+func (e *Engine) PruneQueueSlot(ctx context.Context, l Lease, lockTimeout time.Duration) (PruneResult, error) {
+	if lockTimeout <= 0 {
+		return PruneResult{}, &ValidationError{Field: "lock_timeout", Value: lockTimeout, Problem: "must be > 0"}
+	}
+	res := PruneResult{Slot: -1}
+	err := e.maintain(ctx, l, "prune queue slot", func(tx pgx.Tx) error {
+		var slot *int16
+		if err := tx.QueryRow(ctx, e.sql.queueSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open, &res.Carried); err != nil {
 			return err
 		}
 		if slot != nil {

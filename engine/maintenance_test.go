@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -187,4 +189,91 @@ func TestPruneClaimSlot(t *testing.T) {
 	res, err = b.eng.PruneClaimSlot(b.ctx, l, 10*time.Millisecond)
 	require.NoError(t, err)
 	require.Equal(t, "nothing", res.Outcome)
+}
+
+// TestPausedQueueDoesNotPinTheRing: one paused queue keeps a backlog while another runs for many
+// ring wraps with maintenance (rotate, prune) between rounds. The ring keeps rotating, the hot
+// tables collect no dead tuples, the busy queue's counts stay exact across prunes, and every
+// paused job is claimable, in order, once the queue resumes.
+func TestPausedQueueDoesNotPinTheRing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "paused", settings(1, 5, true, time.Minute)))
+	var paused []engine.Job
+	for i := range 100 {
+		j := job("paused")
+		j.Args = []byte(fmt.Sprintf(`{"i":%d}`, i))
+		paused = append(paused, j)
+	}
+	_, err = b.eng.EnqueueMany(b.ctx, paused)
+	require.NoError(t, err)
+
+	const rounds = 40 // two and a half wraps of the 16-slot queue ring
+	carried, pruned := int64(0), 0
+	for range rounds {
+		jobs := make([]engine.Job, 50)
+		for i := range jobs {
+			jobs[i] = job("busy")
+		}
+		_, err := b.eng.EnqueueMany(b.ctx, jobs)
+		require.NoError(t, err)
+		for {
+			cs := claimAll(t, b, "busy", 100)
+			if len(cs) == 0 {
+				break
+			}
+			_, err := b.eng.Complete(b.ctx, receipts(cs))
+			require.NoError(t, err)
+		}
+		for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
+			_, err := b.eng.Rotate(b.ctx, l, ring, 0)
+			require.NoError(t, err)
+		}
+		res, err := b.eng.PruneClaimSlot(b.ctx, l, time.Second)
+		require.NoError(t, err)
+		require.NotEqual(t, "skipped", res.Outcome)
+		res, err = b.eng.PruneQueueSlot(b.ctx, l, time.Second)
+		require.NoError(t, err)
+		require.NotEqual(t, "skipped", res.Outcome)
+		if res.Outcome == "pruned" {
+			pruned++
+			carried += res.Carried
+		}
+	}
+	require.Equal(t, int64(rounds), b.scalar(t, `SELECT max(generation) FROM braid.ring_gen WHERE ring = 'queue'`), "the ring kept rotating")
+	require.Greater(t, pruned, rounds-16, "slots were reclaimed as the ring wrapped")
+	require.Positive(t, carried, "the paused backlog was carried forward")
+	require.Equal(t, engine.Counts{Completed: rounds * 50}, counts(t, b, "busy"), "counts stay exact across prunes")
+	require.Equal(t, engine.Counts{Available: 100}, counts(t, b, "paused"))
+
+	_, err = b.pool.Exec(b.ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	time.Sleep(1100 * time.Millisecond)
+	require.Zero(t, b.scalar(t, `SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables
+		WHERE schemaname = 'braid' AND relname ~ '^(ready|tombstone|emission|completion|terminal|count_delta|claim_batch|closure)_'`),
+		"reclamation is by TRUNCATE: no dead tuples on the hot tables")
+
+	var got []int
+	for {
+		cs := claimAll(t, b, "paused", 7)
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			var a struct{ I int }
+			require.NoError(t, json.Unmarshal(c.Args, &a))
+			got = append(got, a.I)
+		}
+		_, err := b.eng.Complete(b.ctx, receipts(cs))
+		require.NoError(t, err)
+	}
+	want := make([]int, 100)
+	for i := range want {
+		want[i] = i
+	}
+	require.Equal(t, want, got, "every paused job is claimable, in order, exactly once")
+	require.Equal(t, engine.Counts{Completed: 100}, counts(t, b, "paused"))
 }

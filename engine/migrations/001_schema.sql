@@ -295,6 +295,16 @@ CREATE TABLE braid.counter (
     PRIMARY KEY (queue, state, bucket)
 );
 
+-- Folded terminal counts: what prune carried out of reclaimed queue slots, per (queue, state,
+-- bucket), append-only so prune never UPDATEs. A counter fold (not built yet) is to move these
+-- rows into braid.counter while the MVCC horizon is not pinned.
+CREATE TABLE braid.counter_log (
+    queue  text     NOT NULL,
+    state  smallint NOT NULL,
+    bucket smallint NOT NULL,
+    n      bigint   NOT NULL
+);
+
 -- The maintenance lease, judged by the database clock (DESIGN.md §2.8).
 CREATE TABLE braid.maintenance_lease (
     singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),

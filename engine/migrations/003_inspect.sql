@@ -33,6 +33,8 @@ LANGUAGE sql STABLE AS $$
         SELECT s.state, sum(s.n) AS n FROM (
             SELECT c.state, c.n FROM braid.counter c WHERE c.queue = p_queue
             UNION ALL
+            SELECT c.state, c.n FROM braid.counter_log c WHERE c.queue = p_queue
+            UNION ALL
             SELECT d.state, d.delta FROM braid.count_delta d WHERE d.queue = p_queue
             UNION ALL
             SELECT 5::smallint, c.n FROM braid.completion c WHERE c.lane_id IN (SELECT lane_id FROM lanes)

@@ -186,3 +186,110 @@ BEGIN
             WHERE b.cslot = p_slot);
 END
 $$;
+
+-- QueueSlotPrune: reclaims the oldest sealed queue slot that holds rows, by TRUNCATE, when no
+-- open attempt's ready row lives in it (count proof over the claim batches that reference the
+-- slot). Ready rows still pending in it (past their lane's cursor, not tombstoned: a paused or
+-- slow queue) are carried forward into the current slot with the same job id, lane and
+-- lane_seq, so one queue never pins the ring for the others. The slot's terminal counts are
+-- folded per bucket into braid.counter_log first. Guard, lock (ACCESS EXCLUSIVE on the six
+-- partitions under a short lock_timeout), guard again, carry, fold, TRUNCATE: one transaction.
+-- Outcomes: pruned, skipped (open attempts), blocked (lock timeout), nothing.
+CREATE FUNCTION braid.queue_slot_prune(p_lock_timeout interval)
+RETURNS TABLE (outcome text, slot smallint, open_attempts bigint, carried bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_gen     bigint;
+    v_slots   smallint;
+    v_slot    smallint;
+    v_current smallint;
+    v_open    bigint;
+    v_carried bigint;
+    t         text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(6, hashtext('queue'));
+    SELECT c.generation, c.slot INTO v_gen, v_current FROM braid.ring_current('queue') c;
+    SELECT r.slots INTO v_slots FROM braid.ring r WHERE r.ring = 'queue';
+
+    SELECT s INTO v_slot
+    FROM (SELECT ((v_gen + k) % v_slots)::smallint AS s, k FROM generate_series(1, v_slots - 1) k) x
+    WHERE NOT braid.slot_empty('queue', x.s)
+    ORDER BY x.k LIMIT 1;
+    IF v_slot IS NULL THEN
+        RETURN QUERY SELECT 'nothing'::text, NULL::smallint, 0::bigint, 0::bigint;
+        RETURN;
+    END IF;
+
+    v_open := braid.queue_slot_open(v_slot);
+    IF v_open > 0 THEN
+        RETURN QUERY SELECT 'skipped'::text, v_slot, v_open, 0::bigint;
+        RETURN;
+    END IF;
+
+    BEGIN
+        EXECUTE format('SET LOCAL lock_timeout = %L', ceil(extract(epoch FROM p_lock_timeout) * 1000)::bigint || 'ms');
+        FOREACH t IN ARRAY ARRAY['ready', 'tombstone', 'emission', 'completion', 'terminal', 'count_delta'] LOOP
+            EXECUTE format('LOCK TABLE braid.%I IN ACCESS EXCLUSIVE MODE', t || '_' || v_slot);
+        END LOOP;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN QUERY SELECT 'blocked'::text, v_slot, 0::bigint, 0::bigint;
+        RETURN;
+    END;
+    SET LOCAL lock_timeout = 0;
+
+    v_open := braid.queue_slot_open(v_slot);
+    IF v_open > 0 THEN
+        RETURN QUERY SELECT 'skipped'::text, v_slot, v_open, 0::bigint;
+        RETURN;
+    END IF;
+
+    -- Carry the pending rows forward (same job id, lane and lane_seq: lane order holds).
+    WITH pending AS (
+        SELECT r.* FROM braid.ready r
+        CROSS JOIN LATERAL (SELECT braid.lane_cursor(r.lane_id) AS seq) cur
+        WHERE r.qslot = v_slot AND r.lane_seq > cur.seq
+          AND NOT EXISTS (SELECT 1 FROM braid.tombstones(r.lane_id, r.lane_seq - 1, r.lane_seq))
+    ), moved AS (
+        INSERT INTO braid.ready (qslot, lane_id, lane_seq, job_id, run_lease, attempt, max_attempts,
+                                 kind, args, metadata, errors, unique_key, run_at, created_at)
+        SELECT v_current, p.lane_id, p.lane_seq, p.job_id, p.run_lease, p.attempt, p.max_attempts,
+               p.kind, p.args, p.metadata, p.errors, p.unique_key, p.run_at, p.created_at
+        FROM pending p
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_carried FROM moved;
+
+    -- Fold the slot's terminal counts (THE bucket rule), append-only.
+    INSERT INTO braid.counter_log (queue, state, bucket, n)
+    SELECT f.queue, f.state, f.bucket, sum(f.n)
+    FROM (
+        SELECT l.queue, 5::smallint AS state, braid.bucket(j) AS bucket, 1::bigint AS n
+        FROM braid.completion c JOIN braid.lane l ON l.lane_id = c.lane_id
+        CROSS JOIN LATERAL unnest(c.job_ids) AS j
+        WHERE c.qslot = v_slot
+        UNION ALL
+        SELECT d.queue, d.state, d.bucket, d.delta FROM braid.count_delta d WHERE d.qslot = v_slot
+    ) f
+    GROUP BY f.queue, f.state, f.bucket
+    HAVING sum(f.n) <> 0;
+
+    EXECUTE format('TRUNCATE braid.%I, braid.%I, braid.%I, braid.%I, braid.%I, braid.%I',
+                   'ready_' || v_slot, 'tombstone_' || v_slot, 'emission_' || v_slot,
+                   'completion_' || v_slot, 'terminal_' || v_slot, 'count_delta_' || v_slot);
+    RETURN QUERY SELECT 'pruned'::text, v_slot, 0::bigint, v_carried;
+END
+$$;
+
+-- QueueSlotOpen: open attempts whose ready row lives in a queue slot, by the count proof over
+-- the claim batches that reference it (members minus closed members; closures are exactly-once).
+CREATE FUNCTION braid.queue_slot_open(p_slot smallint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (SELECT coalesce(sum(b.n - coalesce(c.closed, 0)), 0)
+            FROM braid.claim_batch b
+            LEFT JOIN LATERAL (SELECT sum(cardinality(x.members)) AS closed FROM braid.closure x
+                               WHERE x.cslot = b.cslot AND x.batch_id = b.batch_id) c ON true
+            WHERE b.qslot = p_slot);
+END
+$$;
