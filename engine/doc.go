@@ -34,10 +34,10 @@
 //
 // A claim's emission is written into the slot of the rows it emitted, and a claim never spans
 // two slots. Enqueue reads the current generation only under its lane locks, so within a lane
-// the generation never decreases as lane_seq grows. Prune (maintenance) must therefore take
-// slots oldest first and carry rows still pending in a pruned slot forward with their lane_seq.
-// Then when an emission disappears, every row it covered disappears with it, and every retained
-// row at or below the new (smaller) cursor was emitted by a retained emission.
+// the generation never decreases as lane_seq grows. Prune (queue_slot_prune) takes slots oldest
+// first and carries rows still pending in a pruned slot forward with their lane_seq. So when an
+// emission disappears, every row it covered disappears with it, and every retained row at or
+// below the new (smaller) cursor was emitted by a retained emission.
 //
 // # Locks
 //
@@ -59,8 +59,9 @@
 //	cancel:      deferred row, or lane claim (2) -> claim batch (3) when running
 //	promotion:   deferred rows (FOR UPDATE SKIP LOCKED) -> lane enqueue (1) sorted by lane_id
 //	retry:       job retry (5) -> unique-key row -> lane enqueue (1)
-//	maintenance: lease row (FOR KEY SHARE, to commit) -> ring (6) -> slot -> child partitions
-//	             (prune is not built yet); a lease takeover locks the lease row FOR UPDATE first
+//	maintenance: lease row (FOR KEY SHARE, to commit) -> ring (6) -> the slot's child partitions
+//	             (ACCESS EXCLUSIVE, short lock_timeout) -> current slot (carry-forward) -> counter_log;
+//	             a lease takeover locks the lease row FOR UPDATE first
 //
 // A lock that guards a read is always taken in a statement of its own: in READ COMMITTED a
 // statement's snapshot predates its own lock wait, so a lock-and-read statement can miss the
