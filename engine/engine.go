@@ -144,7 +144,7 @@ type statements struct {
 
 	deadLetterList, deadLetterRetry, deadLetterPurge, deadLetterTrim string
 
-	leaseAcquire, leaseRenew, leaseCheck, ringRotate, claimSlotPrune, queueSlotPrune string
+	leaseAcquire, leaseRenew, leaseCheck, ringRotate, claimSlotPrune, queueSlotPrune, counterFold string
 }
 
 func newStatements(schema string) statements {
@@ -177,6 +177,7 @@ func newStatements(schema string) statements {
 
 		claimSlotPrune: inSchema(`SELECT * FROM braid.claim_slot_prune($1)`, schema),
 		queueSlotPrune: inSchema(`SELECT * FROM braid.queue_slot_prune($1)`, schema),
+		counterFold:    inSchema(`SELECT * FROM braid.counter_fold($1)`, schema),
 	}
 }
 

@@ -147,3 +147,24 @@ func (e *Engine) PruneQueueSlot(ctx context.Context, l Lease, lockTimeout time.D
 	})
 	return res, err
 }
+
+// FoldResult reports one counter fold.
+type FoldResult struct {
+	Outcome string // folded, standing_down or nothing
+	Rows    int64  // counter_log rows folded
+}
+
+// FoldCounters moves the terminal counts that prune appended to the counter log into the
+// per-bucket counters, in one statement. It stands down while the MVCC horizon has been pinned
+// (a backend of this database holding a snapshot) for longer than maxPin, because the counter
+// row versions it would leave behind could not be reclaimed until the pin is released.
+func (e *Engine) FoldCounters(ctx context.Context, l Lease, maxPin time.Duration) (FoldResult, error) {
+	if maxPin <= 0 {
+		return FoldResult{}, &ValidationError{Field: "max_pin", Value: maxPin, Problem: "must be > 0"}
+	}
+	var res FoldResult
+	err := e.maintain(ctx, l, "fold counters", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, e.sql.counterFold, maxPin).Scan(&res.Outcome, &res.Rows)
+	})
+	return res, err
+}

@@ -277,3 +277,66 @@ func TestPausedQueueDoesNotPinTheRing(t *testing.T) {
 	require.Equal(t, want, got, "every paused job is claimable, in order, exactly once")
 	require.Equal(t, engine.Counts{Completed: 100}, counts(t, b, "paused"))
 }
+
+// TestPinnedHorizon: a backend idle in a transaction with a snapshot pins the MVCC horizon for
+// the whole time. Maintenance keeps running without leaving dead tuples behind: rotation and
+// prune (TRUNCATE, append-only folds into counter_log) go on, the counter fold (UPDATE and
+// DELETE) stands down; once the pin is released the fold catches up and Counts never change.
+func TestPinnedHorizon(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	pin, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer pin.Rollback(context.Background()) //nolint:errcheck // released below
+	_, err = pin.Exec(b.ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`)
+	require.NoError(t, err)
+	_, err = pin.Exec(b.ctx, `SELECT count(*) FROM braid.queue`) // takes and keeps the snapshot
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond)
+
+	for range 20 {
+		_, err := b.eng.EnqueueMany(b.ctx, []engine.Job{job("q"), job("q")})
+		require.NoError(t, err)
+		for {
+			cs := claimAll(t, b, "q", 10)
+			if len(cs) == 0 {
+				break
+			}
+			_, err := b.eng.Complete(b.ctx, receipts(cs))
+			require.NoError(t, err)
+		}
+		for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
+			_, err := b.eng.Rotate(b.ctx, l, ring, 0)
+			require.NoError(t, err)
+		}
+		_, err = b.eng.PruneClaimSlot(b.ctx, l, time.Second)
+		require.NoError(t, err)
+		_, err = b.eng.PruneQueueSlot(b.ctx, l, time.Second)
+		require.NoError(t, err)
+		res, err := b.eng.FoldCounters(b.ctx, l, 100*time.Millisecond)
+		require.NoError(t, err)
+		require.Equal(t, "standing_down", res.Outcome, "no UPDATE/DELETE fold while the horizon is pinned")
+	}
+	require.Positive(t, b.scalar(t, `SELECT count(*) FROM braid.counter_log`), "prune kept folding counts, append-only")
+	require.Equal(t, engine.Counts{Completed: 40}, counts(t, b, "q"))
+	_, err = b.pool.Exec(b.ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	time.Sleep(1100 * time.Millisecond)
+	require.Zero(t, b.scalar(t, `SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'braid'`),
+		"maintenance under a pinned horizon left no dead tuples anywhere")
+
+	require.NoError(t, pin.Rollback(b.ctx))
+	res, err := b.eng.FoldCounters(b.ctx, l, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, "folded", res.Outcome, "the fold catches up once the pin is released")
+	require.Positive(t, res.Rows)
+	require.Zero(t, b.scalar(t, `SELECT count(*) FROM braid.counter_log`))
+	require.Equal(t, engine.Counts{Completed: 40}, counts(t, b, "q"), "folding never changes a count")
+	res, err = b.eng.FoldCounters(b.ctx, l, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, engine.FoldResult{Outcome: "nothing"}, res)
+}

@@ -293,3 +293,45 @@ BEGIN
             WHERE b.qslot = p_slot);
 END
 $$;
+
+-- HorizonPinnedFor: how long the oldest snapshot a backend of this database holds has been
+-- open (its transaction's age), i.e. how long the MVCC horizon has been held back. Folds that
+-- UPDATE or DELETE stand down while it exceeds their limit: the row versions they would leave
+-- behind could not be reclaimed. Reads pg_stat_activity: grant the braid role pg_read_all_stats
+-- (or pg_monitor) so it can see other roles' backends too.
+CREATE FUNCTION braid.horizon_pinned_for()
+RETURNS interval
+LANGUAGE sql STABLE
+RETURN (SELECT coalesce(max(clock_timestamp() - a.xact_start), interval '0')
+        FROM pg_stat_activity a
+        WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+          AND a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL);
+
+-- CounterFold: moves the folded history in counter_log into the per-bucket counters, in one
+-- statement (a Counts reader sees it before or after, never half). Stands down, writing
+-- nothing, while the MVCC horizon has been pinned for longer than p_max_pin. Outcomes: folded
+-- (with the rows moved), standing_down, nothing.
+CREATE FUNCTION braid.counter_fold(p_max_pin interval)
+RETURNS TABLE (outcome text, rows_folded bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    IF braid.horizon_pinned_for() > p_max_pin THEN
+        RETURN QUERY SELECT 'standing_down'::text, 0::bigint;
+        RETURN;
+    END IF;
+    WITH moved AS (
+        DELETE FROM braid.counter_log RETURNING *
+    ), summed AS (
+        SELECT m.queue, m.state, m.bucket, sum(m.n) AS n, count(*) AS rows_in FROM moved m
+        GROUP BY m.queue, m.state, m.bucket
+    ), up AS (
+        INSERT INTO braid.counter AS c (queue, state, bucket, n)
+        SELECT s.queue, s.state, s.bucket, s.n FROM summed s
+        ON CONFLICT (queue, state, bucket) DO UPDATE SET n = c.n + excluded.n
+    )
+    SELECT coalesce(sum(s.rows_in), 0) INTO v_n FROM summed s;
+    RETURN QUERY SELECT CASE WHEN v_n = 0 THEN 'nothing' ELSE 'folded' END, v_n;
+END
+$$;
