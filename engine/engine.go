@@ -130,6 +130,16 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Engine, error) 
 // Identity returns the shard identity read at Open.
 func (e *Engine) Identity() Identity { return e.id }
 
+// ShardOfTx reads the shard id of the database a caller's transaction runs on, through that
+// transaction: so a caller can check its transaction is on this shard before EnqueueTx.
+func (e *Engine) ShardOfTx(ctx context.Context, tx pgx.Tx) (int, error) {
+	var id int
+	if err := tx.QueryRow(ctx, e.sql.identityShard).Scan(&id); err != nil {
+		return 0, fmt.Errorf("read the transaction's shard identity (is it on a braid shard?): %w", err)
+	}
+	return id, nil
+}
+
 // Schema returns the engine's schema name.
 func (e *Engine) Schema() string { return e.cfg.Schema }
 
@@ -138,7 +148,7 @@ func (e *Engine) ReadyChannel() string { return e.cfg.Schema + ".ready" }
 
 // statements holds the engine's SQL with the schema substituted, built once at Open.
 type statements struct {
-	enqueue, claim, completeFast, counts, jobGet, queueConfigure string
+	enqueue, claim, completeFast, counts, jobGet, queueConfigure, identityShard string
 
 	fail, snooze, heartbeat, rehome, cancel, retry, promote, rescue string
 
@@ -155,6 +165,7 @@ func newStatements(schema string) statements {
 		counts:         inSchema(`SELECT * FROM braid.queue_counts($1)`, schema),
 		jobGet:         inSchema(`SELECT * FROM braid.job_get($1)`, schema),
 		queueConfigure: inSchema(queueConfigureSQL, schema),
+		identityShard:  inSchema(`SELECT shard_id FROM braid.identity`, schema),
 
 		fail:      inSchema(`SELECT * FROM braid.job_fail($1, $2, $3, $4, $5::text[]::jsonb[], $6, $7, $8)`, schema),
 		snooze:    inSchema(`SELECT braid.job_snooze($1, $2, $3, $4, $5, $6)`, schema),

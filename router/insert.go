@@ -353,9 +353,9 @@ func (c *Client) insertTx(ctx context.Context, tx pgx.Tx, jobs []engine.Job) ([]
 	if err != nil {
 		return nil, err
 	}
-	var txShard int
-	if err := tx.QueryRow(ctx, `SELECT shard_id FROM `+s.Engine().Schema()+`.identity`).Scan(&txShard); err != nil {
-		return nil, fmt.Errorf("insert tx: read the transaction's shard identity (is it on a braid shard?): %w", err)
+	txShard, err := s.Engine().ShardOfTx(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("insert tx: %w", err)
 	}
 	for i, j := range jobs {
 		if homes[i] != txShard {
