@@ -214,24 +214,7 @@ func TestPausedQueueDoesNotPinTheRing(t *testing.T) {
 	const rounds = 40 // two and a half wraps of the 16-slot queue ring
 	carried, pruned := int64(0), 0
 	for range rounds {
-		jobs := make([]engine.Job, 50)
-		for i := range jobs {
-			jobs[i] = job("busy")
-		}
-		_, err := b.eng.EnqueueMany(b.ctx, jobs)
-		require.NoError(t, err)
-		for {
-			cs := claimAll(t, b, "busy", 100)
-			if len(cs) == 0 {
-				break
-			}
-			_, err := b.eng.Complete(b.ctx, receipts(cs))
-			require.NoError(t, err)
-		}
-		for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
-			_, err := b.eng.Rotate(b.ctx, l, ring, 0)
-			require.NoError(t, err)
-		}
+		trafficRound(t, b, l, "busy", 50)
 		res, err := b.eng.PruneClaimSlot(b.ctx, l, time.Second)
 		require.NoError(t, err)
 		require.NotEqual(t, "skipped", res.Outcome)
@@ -299,21 +282,8 @@ func TestPinnedHorizon(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	for range 20 {
-		_, err := b.eng.EnqueueMany(b.ctx, []engine.Job{job("q"), job("q")})
-		require.NoError(t, err)
-		for {
-			cs := claimAll(t, b, "q", 10)
-			if len(cs) == 0 {
-				break
-			}
-			_, err := b.eng.Complete(b.ctx, receipts(cs))
-			require.NoError(t, err)
-		}
-		for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
-			_, err := b.eng.Rotate(b.ctx, l, ring, 0)
-			require.NoError(t, err)
-		}
-		_, err = b.eng.PruneClaimSlot(b.ctx, l, time.Second)
+		trafficRound(t, b, l, "q", 2)
+		_, err := b.eng.PruneClaimSlot(b.ctx, l, time.Second)
 		require.NoError(t, err)
 		_, err = b.eng.PruneQueueSlot(b.ctx, l, time.Second)
 		require.NoError(t, err)
@@ -339,4 +309,28 @@ func TestPinnedHorizon(t *testing.T) {
 	res, err = b.eng.FoldCounters(b.ctx, l, 100*time.Millisecond)
 	require.NoError(t, err)
 	require.Equal(t, engine.FoldResult{Outcome: "nothing"}, res)
+}
+
+// trafficRound enqueues n jobs, claims and completes everything available in the queue, and
+// rotates both rings, as one round of a busy shard between maintenance passes.
+func trafficRound(t *testing.T, b *bundle, l engine.Lease, queue string, n int) {
+	t.Helper()
+	jobs := make([]engine.Job, n)
+	for i := range jobs {
+		jobs[i] = job(queue)
+	}
+	_, err := b.eng.EnqueueMany(b.ctx, jobs)
+	require.NoError(t, err)
+	for {
+		cs := claimAll(t, b, queue, 100)
+		if len(cs) == 0 {
+			break
+		}
+		_, err := b.eng.Complete(b.ctx, receipts(cs))
+		require.NoError(t, err)
+	}
+	for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
+		_, err := b.eng.Rotate(b.ctx, l, ring, 0)
+		require.NoError(t, err)
+	}
 }

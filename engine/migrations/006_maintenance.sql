@@ -115,6 +115,77 @@ BEGIN
 END
 $$;
 
+-- RingTables: the partitioned tables of a ring (a slot is one partition of each).
+CREATE FUNCTION braid.ring_tables(p_ring text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+RETURN CASE p_ring WHEN 'claim' THEN ARRAY['claim_batch', 'closure']
+                   ELSE ARRAY['ready', 'tombstone', 'emission', 'completion', 'terminal', 'count_delta'] END;
+
+-- OldestSealedSlot: the ring's oldest slot that is not current and holds rows (generations
+-- gen-slots+1 .. gen-1, oldest first), or NULL.
+CREATE FUNCTION braid.oldest_sealed_slot(p_ring text)
+RETURNS smallint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_gen   bigint;
+    v_slots smallint;
+BEGIN
+    SELECT c.generation INTO v_gen FROM braid.ring_current(p_ring) c;
+    SELECT r.slots INTO v_slots FROM braid.ring r WHERE r.ring = p_ring;
+    RETURN (SELECT x.s
+            FROM (SELECT ((v_gen + k) % v_slots)::smallint AS s, k FROM generate_series(1, v_slots - 1) k) x
+            WHERE NOT braid.slot_empty(p_ring, x.s)
+            ORDER BY x.k LIMIT 1);
+END
+$$;
+
+-- SlotOpenAttempts: THE prune guard, by the count proof: open attempts of the claim batches
+-- that live in a claim slot (p_ring 'claim') or whose ready rows live in a queue slot
+-- (p_ring 'queue'): members claimed minus members closed, per batch. Sound because closures
+-- are exactly-once.
+CREATE FUNCTION braid.slot_open_attempts(p_ring text, p_slot smallint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (SELECT coalesce(sum(b.n - coalesce(c.closed, 0)), 0)
+            FROM braid.claim_batch b
+            LEFT JOIN LATERAL (SELECT sum(cardinality(x.members)) AS closed FROM braid.closure x
+                               WHERE x.cslot = b.cslot AND x.batch_id = b.batch_id) c ON true
+            WHERE CASE p_ring WHEN 'claim' THEN b.cslot ELSE b.qslot END = p_slot);
+END
+$$;
+
+-- SlotLock: locks every partition of a ring slot ACCESS EXCLUSIVE, waiting at most
+-- p_lock_timeout; false when it timed out (the caller reports blocked rather than let traffic
+-- queue behind it). The lock is held to commit.
+CREATE FUNCTION braid.slot_lock(p_ring text, p_slot smallint, p_lock_timeout interval)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    EXECUTE format('SET LOCAL lock_timeout = %L', ceil(extract(epoch FROM p_lock_timeout) * 1000)::bigint || 'ms');
+    FOREACH t IN ARRAY braid.ring_tables(p_ring) LOOP
+        EXECUTE format('LOCK TABLE braid.%I IN ACCESS EXCLUSIVE MODE', t || '_' || p_slot);
+    END LOOP;
+    SET LOCAL lock_timeout = 0;
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END
+$$;
+
+-- SlotTruncate: reclaims a locked ring slot.
+CREATE FUNCTION braid.slot_truncate(p_ring text, p_slot smallint)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'TRUNCATE ' || (SELECT string_agg(format('braid.%I', t || '_' || p_slot), ', ')
+                            FROM unnest(braid.ring_tables(p_ring)) t);
+END
+$$;
+
 -- ClaimSlotPrune: reclaims the oldest sealed claim slot that holds rows, by TRUNCATE, when
 -- every claim batch in it is fully closed (count proof: each batch's members = its closed
 -- members, sound because closures are exactly-once). The guard is checked, then the slot's
@@ -126,64 +197,32 @@ CREATE FUNCTION braid.claim_slot_prune(p_lock_timeout interval)
 RETURNS TABLE (outcome text, slot smallint, open_attempts bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    v_gen   bigint;
-    v_slots smallint;
-    v_slot  smallint;
-    v_open  bigint;
+    v_slot smallint;
+    v_open bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(6, hashtext('claim'));
-    SELECT c.generation INTO v_gen FROM braid.ring_current('claim') c;
-    SELECT r.slots INTO v_slots FROM braid.ring r WHERE r.ring = 'claim';
-
-    -- The oldest sealed slot with rows: generations gen-slots+1 .. gen-1, oldest first.
-    SELECT s INTO v_slot
-    FROM (SELECT ((v_gen + k) % v_slots)::smallint AS s, k FROM generate_series(1, v_slots - 1) k) x
-    WHERE NOT braid.slot_empty('claim', x.s)
-    ORDER BY x.k LIMIT 1;
+    v_slot := braid.oldest_sealed_slot('claim');
     IF v_slot IS NULL THEN
         RETURN QUERY SELECT 'nothing'::text, NULL::smallint, 0::bigint;
         RETURN;
     END IF;
-
-    v_open := braid.claim_slot_open(v_slot);
+    v_open := braid.slot_open_attempts('claim', v_slot);
     IF v_open > 0 THEN
         RETURN QUERY SELECT 'skipped'::text, v_slot, v_open;
         RETURN;
     END IF;
-
-    BEGIN
-        EXECUTE format('SET LOCAL lock_timeout = %L', ceil(extract(epoch FROM p_lock_timeout) * 1000)::bigint || 'ms');
-        EXECUTE format('LOCK TABLE braid.%I, braid.%I IN ACCESS EXCLUSIVE MODE',
-                       'claim_batch_' || v_slot, 'closure_' || v_slot);
-    EXCEPTION WHEN lock_not_available THEN
+    IF NOT braid.slot_lock('claim', v_slot, p_lock_timeout) THEN
         RETURN QUERY SELECT 'blocked'::text, v_slot, 0::bigint;
         RETURN;
-    END;
-    SET LOCAL lock_timeout = 0;
-
+    END IF;
     -- The guard again, under the lock: nothing can add a batch or closure to the slot now.
-    v_open := braid.claim_slot_open(v_slot);
+    v_open := braid.slot_open_attempts('claim', v_slot);
     IF v_open > 0 THEN
         RETURN QUERY SELECT 'skipped'::text, v_slot, v_open;
         RETURN;
     END IF;
-    EXECUTE format('TRUNCATE braid.%I, braid.%I', 'claim_batch_' || v_slot, 'closure_' || v_slot);
+    PERFORM braid.slot_truncate('claim', v_slot);
     RETURN QUERY SELECT 'pruned'::text, v_slot, 0::bigint;
-END
-$$;
-
--- ClaimSlotOpen: how many attempts of a claim slot are still open, by the count proof
--- (members claimed minus members closed, per batch; closures are exactly-once).
-CREATE FUNCTION braid.claim_slot_open(p_slot smallint)
-RETURNS bigint
-LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
-BEGIN
-    RETURN (SELECT coalesce(sum(b.n - coalesce(c.closed, 0)), 0)
-            FROM braid.claim_batch b
-            LEFT JOIN (SELECT x.batch_id, sum(cardinality(x.members)) AS closed
-                       FROM braid.closure x WHERE x.cslot = p_slot GROUP BY x.batch_id) c
-              ON c.batch_id = b.batch_id
-            WHERE b.cslot = p_slot);
 END
 $$;
 
@@ -199,45 +238,28 @@ CREATE FUNCTION braid.queue_slot_prune(p_lock_timeout interval)
 RETURNS TABLE (outcome text, slot smallint, open_attempts bigint, carried bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    v_gen     bigint;
-    v_slots   smallint;
     v_slot    smallint;
     v_current smallint;
     v_open    bigint;
     v_carried bigint;
-    t         text;
 BEGIN
     PERFORM pg_advisory_xact_lock(6, hashtext('queue'));
-    SELECT c.generation, c.slot INTO v_gen, v_current FROM braid.ring_current('queue') c;
-    SELECT r.slots INTO v_slots FROM braid.ring r WHERE r.ring = 'queue';
-
-    SELECT s INTO v_slot
-    FROM (SELECT ((v_gen + k) % v_slots)::smallint AS s, k FROM generate_series(1, v_slots - 1) k) x
-    WHERE NOT braid.slot_empty('queue', x.s)
-    ORDER BY x.k LIMIT 1;
+    SELECT c.slot INTO v_current FROM braid.ring_current('queue') c;
+    v_slot := braid.oldest_sealed_slot('queue');
     IF v_slot IS NULL THEN
         RETURN QUERY SELECT 'nothing'::text, NULL::smallint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
-
-    v_open := braid.queue_slot_open(v_slot);
+    v_open := braid.slot_open_attempts('queue', v_slot);
     IF v_open > 0 THEN
         RETURN QUERY SELECT 'skipped'::text, v_slot, v_open, 0::bigint;
         RETURN;
     END IF;
-
-    BEGIN
-        EXECUTE format('SET LOCAL lock_timeout = %L', ceil(extract(epoch FROM p_lock_timeout) * 1000)::bigint || 'ms');
-        FOREACH t IN ARRAY ARRAY['ready', 'tombstone', 'emission', 'completion', 'terminal', 'count_delta'] LOOP
-            EXECUTE format('LOCK TABLE braid.%I IN ACCESS EXCLUSIVE MODE', t || '_' || v_slot);
-        END LOOP;
-    EXCEPTION WHEN lock_not_available THEN
+    IF NOT braid.slot_lock('queue', v_slot, p_lock_timeout) THEN
         RETURN QUERY SELECT 'blocked'::text, v_slot, 0::bigint, 0::bigint;
         RETURN;
-    END;
-    SET LOCAL lock_timeout = 0;
-
-    v_open := braid.queue_slot_open(v_slot);
+    END IF;
+    v_open := braid.slot_open_attempts('queue', v_slot);
     IF v_open > 0 THEN
         RETURN QUERY SELECT 'skipped'::text, v_slot, v_open, 0::bigint;
         RETURN;
@@ -273,26 +295,11 @@ BEGIN
     GROUP BY f.queue, f.state, f.bucket
     HAVING sum(f.n) <> 0;
 
-    EXECUTE format('TRUNCATE braid.%I, braid.%I, braid.%I, braid.%I, braid.%I, braid.%I',
-                   'ready_' || v_slot, 'tombstone_' || v_slot, 'emission_' || v_slot,
-                   'completion_' || v_slot, 'terminal_' || v_slot, 'count_delta_' || v_slot);
+    PERFORM braid.slot_truncate('queue', v_slot);
     RETURN QUERY SELECT 'pruned'::text, v_slot, 0::bigint, v_carried;
 END
 $$;
 
--- QueueSlotOpen: open attempts whose ready row lives in a queue slot, by the count proof over
--- the claim batches that reference it (members minus closed members; closures are exactly-once).
-CREATE FUNCTION braid.queue_slot_open(p_slot smallint)
-RETURNS bigint
-LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
-BEGIN
-    RETURN (SELECT coalesce(sum(b.n - coalesce(c.closed, 0)), 0)
-            FROM braid.claim_batch b
-            LEFT JOIN LATERAL (SELECT sum(cardinality(x.members)) AS closed FROM braid.closure x
-                               WHERE x.cslot = b.cslot AND x.batch_id = b.batch_id) c ON true
-            WHERE b.qslot = p_slot);
-END
-$$;
 
 -- HorizonPinnedFor: how long the oldest snapshot a backend of this database holds has been
 -- open (its transaction's age), i.e. how long the MVCC horizon has been held back. Folds that
