@@ -20,18 +20,20 @@
 //
 // # How servers run
 //
-// The server binaries are looked up on PATH (initdb), then with `pg_config --bindir`, then in
-// /usr/lib/postgresql/*/bin, newest major version first. A missing binary fails the test with a
-// message saying how to install PostgreSQL; it never skips.
+// The servers come from package localpg (which also serves `braid dev` and `braid bench`);
+// pgtest is the test layer on it: one localpg.Group per test process, templates, per-test
+// databases, goleak. The server binaries are looked up on PATH (initdb), then with
+// `pg_config --bindir`, then in /usr/lib/postgresql/*/bin, newest major version first. A missing
+// binary fails the test with a message saying how to install PostgreSQL; it never skips.
 //
 // initdb runs once per test process into a temporary folder (pgtest-PID-*) under os.TempDir();
 // each cluster starts from a copy of that folder, listens on 127.0.0.1 on a free port, keeps its
 // unix socket in its own folder and logs to postgres.log beside its data folder. Durability
 // against power loss is switched off (fsync, full_page_writes): these servers hold test data
-// only. Shared clusters also run with synchronous_commit off; private ones keep it on, so that
-// a commit the client saw return survives Crash (a server crash, not a power loss).
-// PostgreSQL refuses to run as root, so when the tests run as root the servers run as the
-// `postgres` system user, who owns the temporary folder.
+// only. Shared clusters also run with synchronous_commit off (localpg.Throwaway); private ones
+// keep it on (localpg.CrashSafe), so that a commit the client saw return survives Crash (a
+// server crash, not a power loss). PostgreSQL refuses to run as root, so when the tests run as
+// root the servers run as the `postgres` system user, who owns the temporary folder.
 //
 // The postgres binary is started directly (not through pg_ctl, which daemonizes) from one
 // OS thread that lives as long as the servers, with a parent-death signal of SIGKILL: a test
@@ -47,8 +49,9 @@
 // # State and locks
 //
 // pgtest keeps process-wide state by nature (one initdb and one set of shared clusters per test
-// process). The process lock guards the registry of clusters; a cluster's lock guards its
-// running server (Crash, Start, stop); its template lock guards the template table. No lock is
+// process). The process lock guards the shared clusters and the closed flag; localpg's locks
+// guard each running server (Crash, Start, stop); a cluster's template lock guards its template
+// table. No lock is
 // held while waiting for another: a caller waiting for a shared cluster or a template being
 // prepared waits on a channel.
 package pgtest

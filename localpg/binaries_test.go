@@ -1,4 +1,4 @@
-package pgtest
+package localpg
 
 import (
 	"os"
@@ -62,14 +62,4 @@ func TestFindBinDir(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, bin, got)
 	})
-}
-
-func TestUniqueNameIsAValidDistinctIdentifier(t *testing.T) {
-	long := "TestSomething/with a very long subtest name, punctuation & ünïcode that goes on and on"
-	a, b := uniqueName("t", long), uniqueName("t", long)
-	require.NotEqual(t, a, b)
-	for _, name := range []string{a, b} {
-		require.LessOrEqual(t, len(name), maxIdentLen)
-		require.Regexp(t, `^t_[0-9]+_[a-z0-9_]*$`, name)
-	}
 }

@@ -1,4 +1,4 @@
-package pgtest
+package localpg
 
 import (
 	"context"
@@ -26,7 +26,7 @@ const installHint = "install the PostgreSQL server: `apt-get install -y postgres
 // the PATH-style list pathList, then asks the first pg_config on pathList for --bindir, then
 // tries the folders matching globs, the highest version number in the path first (so
 // /usr/lib/postgresql/17/bin wins over .../9.6/bin). A folder counts only if it holds both
-// binaries. The parameters make the search testable; Main's callers use the process's PATH
+// binaries. The parameters make the search testable; Start uses the process's PATH
 // and debianBinGlob.
 func findBinDir(pathList string, globs []string) (string, error) {
 	// initdb on PATH, followed through symlinks: /usr/local/bin/initdb may be a link into the
@@ -59,7 +59,7 @@ func findBinDir(pathList string, globs []string) (string, error) {
 	for _, glob := range globs {
 		matches, err := filepath.Glob(glob)
 		if err != nil {
-			return "", fmt.Errorf("pgtest: bad binary search pattern %q: %w", glob, err)
+			return "", fmt.Errorf("localpg: bad binary search pattern %q: %w", glob, err)
 		}
 		slices.SortStableFunc(matches, func(a, b string) int { return compareVersions(pathVersion(b), pathVersion(a)) })
 		for _, dir := range matches {
@@ -71,7 +71,7 @@ func findBinDir(pathList string, globs []string) (string, error) {
 
 	searched := []string{"initdb on PATH", "pg_config --bindir"}
 	searched = append(searched, globs...)
-	return "", fmt.Errorf("pgtest: PostgreSQL server binaries (initdb, postgres) not found (searched %s); %s",
+	return "", fmt.Errorf("localpg: PostgreSQL server binaries (initdb, postgres) not found (searched %s); %s",
 		strings.Join(searched, ", "), installHint)
 }
 
