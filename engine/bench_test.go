@@ -119,54 +119,14 @@ func BenchmarkSustained(b *testing.B) {
 	bd := setup(b)
 	require.NoError(b, bd.eng.ConfigureQueue(bd.ctx, "bench", engine.QueueSettings{Lanes: 4, DLQ: true, MaxAttempts: 5, Deadline: time.Minute}))
 	enqueueN(b, bd, "bench", 20_000)
-	ctx := bd.ctx
-	var stop atomic.Bool // the producer finishes its call: a cancelled call would leave dead tuples
-	var enqueued, completed atomic.Int64
-	enqueued.Store(20_000)
-	var producer sync.WaitGroup
+	var l load
+	l.enqueued.Store(20_000)
 	startLSN := walLSN(b, bd)
 	b.ResetTimer()
-	producer.Go(func() {
-		jobs := benchJobs("bench", 500)
-		for !stop.Load() && enqueued.Load() < int64(b.N)+20_000 {
-			if enqueued.Load()-completed.Load() > 20_000 {
-				time.Sleep(time.Millisecond)
-				continue
-			}
-			if _, err := bd.eng.EnqueueMany(ctx, jobs); err != nil {
-				b.Error(err)
-				return
-			}
-			enqueued.Add(500)
-		}
-	})
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for completed.Load() < int64(b.N) {
-				cs, err := bd.eng.Claim(ctx, engine.ClaimRequest{Queue: "bench", LaneNo: -1, Max: 256})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(cs) == 0 {
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				if _, err := bd.eng.Complete(ctx, receipts(cs)); err != nil {
-					b.Error(err)
-					return
-				}
-				completed.Add(int64(len(cs)))
-			}
-		})
-	}
-	wg.Wait()
+	sustain(b, bd, "bench", 20_000, 2, &l, func() bool { return l.completed.Load() >= int64(b.N) })
 	b.StopTimer()
-	stop.Store(true)
-	producer.Wait()
-	perSecond(b, int(completed.Load()))
-	b.ReportMetric(float64(walLSN(b, bd)-startLSN)/float64(completed.Load()), "WAL_B/job")
+	perSecond(b, int(l.completed.Load()))
+	b.ReportMetric(float64(walLSN(b, bd)-startLSN)/float64(l.completed.Load()), "WAL_B/job")
 	b.ReportMetric(float64(deadTuples(b, bd)), "dead_tuples")
 }
 

@@ -78,4 +78,37 @@
 // stay index walks without statistics: partitions are often new or just truncated, and a plan
 // made for an "empty" partition must not become a scan of the backlog once it fills
 // (TestCachedPlansStayIndexedOnceTablesFill).
+//
+// # The Maintainer
+//
+// A Maintainer (NewMaintainer, Run) runs one shard's maintenance while it holds the shard's lease.
+// Run takes the lease (retrying every AcquireRetry while another holder's is live: a standby's
+// attempt reads the live lease without locking it, so it never stalls the leader's steps), renews
+// it every LeaseTTL/3 on a goroutine of its own, and runs each step on its own goroutine: promote,
+// rescue, rehome, rotate (queue, claim), prune (claim, queue), counter fold, ring ledger trim,
+// counter rebuild (one bucket per run, in turn), dead-letter trim and stats. Run opens its own
+// pool of the engine's database with one connection per step plus one for the lease, so a slow or
+// blocked prune never delays promotion or rescue by holding a connection they wait for, and the
+// maintainer never takes connections from traffic (a prune waiting for its slot's locks still
+// delays anything that needs those partitions, for at most LockTimeout).
+//
+// Each step waits its interval after a run that did its work or found nothing to do, runs again at
+// once after a full batch (promote, rescue, rehome, trim), and backs off after a skipped or
+// blocked prune, a rotation refused by a busy next slot, a fold, ledger trim or rebuild standing
+// down, or an error: the wait doubles each time, capped at MaxBackoff (never below the interval),
+// and returns to the interval after the first run that is not a back-off outcome.
+//
+// The lease-checked steps (rotate, prune, fold, ledger trim, rebuild) start their transactions
+// with the lease check; promote, rescue, rehome and dead-letter trim are safe to run concurrently
+// and are scheduled only while the lease is held. After a fold or a ledger trim that wrote, the
+// step's next run first VACUUMs the small tables it churned (counter_log, counter,
+// maintenance_lease; ring_gen), so their dead tuples last one interval, not until autovacuum's
+// next visit. When a renewal or a step finds the lease lost
+// (or no renewal succeeded for a whole TTL), Run cancels the other steps, waits for them and
+// returns ErrLeaseLost; when its context ends it waits for them and releases the lease
+// (LeaseRelease), so a successor takes it at once. Every change of the lease's hands is in the
+// shard's append-only lease log (LeaseHistory), with the previous lease's final expiry as read
+// under the lease row's lock. Status reports each step's last outcome, and the steps' outcomes,
+// durations, prune phases (lock wait, truncate, commit), ring generations, dead tuples per table
+// and the pinned horizon's age go to the injected MeterProvider.
 package engine

@@ -49,7 +49,18 @@ func (e *Engine) LeaseRenew(ctx context.Context, l Lease, ttl time.Duration) (bo
 // maintain runs one maintenance step in a transaction whose first statement checks the lease
 // (and keeps it share-locked, so a takeover waits for the step). ErrLeaseLost: nothing written.
 func (e *Engine) maintain(ctx context.Context, l Lease, step string, fn func(pgx.Tx) error) error {
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	_, err := e.maintainTimed(ctx, l, step, fn)
+	return err
+}
+
+// maintainTimed is maintain that also reports how long the commit took.
+func (e *Engine) maintainTimed(ctx context.Context, l Lease, step string, fn func(pgx.Tx) error) (commit time.Duration, err error) {
+	err = func() error {
+		tx, err := e.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 		var held bool
 		if err := tx.QueryRow(ctx, e.sql.leaseCheck, l.Holder, l.Epoch).Scan(&held); err != nil {
 			return err
@@ -57,12 +68,18 @@ func (e *Engine) maintain(ctx context.Context, l Lease, step string, fn func(pgx
 		if !held {
 			return ErrLeaseLost
 		}
-		return fn(tx)
-	})
+		if err := fn(tx); err != nil {
+			return err
+		}
+		start := time.Now()
+		err = tx.Commit(ctx)
+		commit = time.Since(start)
+		return err
+	}()
 	if err != nil {
-		return fmt.Errorf("shard %d: %s: %w", e.id.ShardID, step, err)
+		return 0, fmt.Errorf("shard %d: %s: %w", e.id.ShardID, step, err)
 	}
-	return nil
+	return commit, nil
 }
 
 // Ring names one of the engine's two rings.
@@ -103,6 +120,11 @@ type PruneResult struct {
 	Slot    int    // the slot it worked on (-1 for nothing)
 	Open    int64  // when skipped: the open attempts that kept the slot
 	Carried int64  // queue slots: pending ready rows carried forward into the current slot
+
+	// Where the time went, the first two by the database clock: waiting for the slot's
+	// ACCESS EXCLUSIVE locks (until granted or, when blocked, timed out; zero when the guard
+	// skipped before locking), the TRUNCATE, and the commit (measured here).
+	LockWait, Truncate, Commit time.Duration
 }
 
 // PruneClaimSlot reclaims the oldest sealed claim slot that holds rows, by TRUNCATE, when every
@@ -113,9 +135,10 @@ func (e *Engine) PruneClaimSlot(ctx context.Context, l Lease, lockTimeout time.D
 		return PruneResult{}, &ValidationError{Field: "lock_timeout", Value: lockTimeout, Problem: "must be > 0"}
 	}
 	res := PruneResult{Slot: -1}
-	err := e.maintain(ctx, l, "prune claim slot", func(tx pgx.Tx) error {
+	var err error
+	res.Commit, err = e.maintainTimed(ctx, l, "prune claim slot", func(tx pgx.Tx) error {
 		var slot *int16
-		if err := tx.QueryRow(ctx, e.sql.claimSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open); err != nil {
+		if err := tx.QueryRow(ctx, e.sql.claimSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open, &res.LockWait, &res.Truncate); err != nil {
 			return err
 		}
 		if slot != nil {
@@ -135,9 +158,10 @@ func (e *Engine) PruneQueueSlot(ctx context.Context, l Lease, lockTimeout time.D
 		return PruneResult{}, &ValidationError{Field: "lock_timeout", Value: lockTimeout, Problem: "must be > 0"}
 	}
 	res := PruneResult{Slot: -1}
-	err := e.maintain(ctx, l, "prune queue slot", func(tx pgx.Tx) error {
+	var err error
+	res.Commit, err = e.maintainTimed(ctx, l, "prune queue slot", func(tx pgx.Tx) error {
 		var slot *int16
-		if err := tx.QueryRow(ctx, e.sql.queueSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open, &res.Carried); err != nil {
+		if err := tx.QueryRow(ctx, e.sql.queueSlotPrune, lockTimeout).Scan(&res.Outcome, &slot, &res.Open, &res.Carried, &res.LockWait, &res.Truncate); err != nil {
 			return err
 		}
 		if slot != nil {

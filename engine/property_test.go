@@ -102,9 +102,15 @@ func (m *model) failForward(id int64, terminal bool) engine.JobState {
 // enqueue (now and scheduled, with ordering and unique keys), aborted enqueue, claim, lost
 // claims (the post-commit step never happens), complete, fail (retryable and terminal), snooze,
 // heartbeat, cancel in any state, rescue, promotion, dead-letter retry and purge, ring rotation,
-// with repeated and stale receipts. After every step it checks: no attempt emitted twice, no
-// attempt closed twice, Counts equal the model in every state, unique keys held exactly by live
-// jobs, JobGet agrees with the model on sampled jobs; at the end, every live job is claimable.
+// re-home, queue- and claim-slot prune, counter fold, per-bucket counter rebuild and ring ledger
+// trim, with repeated and stale receipts. After every step it checks: no attempt emitted twice,
+// no attempt closed twice, Counts equal the model in every state, the per-bucket terminal counts
+// (folded history plus retained evidence) equal the model's jobs bucket by bucket, the open
+// attempts are exactly the model's and each one's ready row is still in its queue slot, the
+// pending ready rows are exactly the model's available jobs (none lost to a pruned slot, none
+// twice), each ring's ledger is contiguous and keeps every retained slot's generation, a
+// rotation only ever moves onto an empty slot, unique keys are held exactly by live jobs, and
+// JobGet agrees with the model on sampled jobs; at the end, every live job is claimable.
 // Replay a failure with the -rapid.seed it prints.
 func TestPropertyLifecycle(t *testing.T) {
 	t.Parallel()
@@ -165,9 +171,33 @@ func TestPropertyLifecycle(t *testing.T) {
 			return out
 		}
 
+		fold := func() {
+			res, err := eng.FoldCounters(ctx, lease, time.Minute)
+			require.NoError(rt, err)
+			require.Contains(rt, []string{"folded", "nothing"}, res.Outcome)
+		}
+		rebuild := func() {
+			var held []int
+			rows, err := pool.Query(ctx, `SELECT bucket::int FROM braid.counter UNION SELECT bucket FROM braid.counter_log ORDER BY 1`)
+			require.NoError(rt, err)
+			for rows.Next() {
+				var bk int
+				require.NoError(rt, rows.Scan(&bk))
+				held = append(held, bk)
+			}
+			require.NoError(rt, rows.Err())
+			bucket := rapid.IntRange(0, engine.Buckets-1).Draw(rt, "bucket")
+			if len(held) > 0 && rapid.IntRange(0, 3).Draw(rt, "held_bucket") > 0 {
+				bucket = rapid.SampledFrom(held).Draw(rt, "bucket_held")
+			}
+			res, err := eng.RebuildCounters(ctx, lease, bucket, time.Minute)
+			require.NoError(rt, err)
+			require.Contains(rt, []string{"rebuilt", "nothing"}, res.Outcome)
+		}
+
 		steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 		for range steps {
-			switch op := rapid.IntRange(0, 25).Draw(rt, "op"); {
+			switch op := rapid.IntRange(0, 31).Draw(rt, "op"); {
 			case op <= 2: // enqueue
 				jobs := rapid.SliceOfN(rapid.Custom(genJob), 1, 5).Draw(rt, "jobs")
 				res, err := eng.EnqueueMany(ctx, jobs)
@@ -430,23 +460,36 @@ func TestPropertyLifecycle(t *testing.T) {
 				res, err := eng.PruneClaimSlot(ctx, lease, time.Second)
 				require.NoError(rt, err)
 				require.Contains(rt, []string{"pruned", "nothing"}, res.Outcome, "after re-home no sealed claim slot holds an open attempt")
-			case op == 24: // prune the oldest queue slot: carry pending rows, fold counts, truncate
+			case op == 24 || op == 30: // prune the oldest queue slot: carry pending rows, fold counts, truncate
 				res, err := eng.PruneQueueSlot(ctx, lease, time.Second)
 				require.NoError(rt, err)
 				require.Contains(rt, []string{"pruned", "skipped", "nothing"}, res.Outcome)
-			case op == 25: // advance the queue ring several slots, so prunes meet slots that hold jobs
+				if res.Outcome == "pruned" { // the log just grew: maybe fold it or rebuild a bucket at once
+					switch rapid.IntRange(0, 2).Draw(rt, "after_prune") {
+					case 1:
+						fold()
+					case 2:
+						rebuild()
+					}
+				}
+			case op == 25 || op == 31: // advance the queue ring several slots, so prunes meet slots that hold jobs
 				for range 6 {
 					// A zero count delta marks the current slot as used without changing any count.
 					_, err := pool.Exec(ctx, `INSERT INTO braid.count_delta (qslot, queue, state, bucket, delta)
 						SELECT c.slot, 'filler', 5, 0, 0 FROM braid.ring_current('queue') c`)
 					require.NoError(rt, err)
-					_, err = eng.Rotate(ctx, lease, engine.QueueRing, 0)
-					require.NoError(rt, err)
+					rotateChecked(rt, ctx, pool, eng, lease, engine.QueueRing)
 				}
-			default: // rotate a ring (it refuses while the next slot still holds rows)
-				ring := rapid.SampledFrom([]engine.Ring{engine.QueueRing, engine.ClaimRing}).Draw(rt, "ring")
-				_, err := eng.Rotate(ctx, lease, ring, 0)
+			case op == 26: // fold the counter log into the counters
+				fold()
+			case op == 27 || op == 28: // rebuild one bucket, mostly one that holds folded history
+				rebuild()
+			case op == 29: // trim the ring ledgers
+				res, err := eng.TrimRingLedger(ctx, lease, rapid.IntRange(1, 20).Draw(rt, "keep"), time.Minute)
 				require.NoError(rt, err)
+				require.Contains(rt, []string{"trimmed", "nothing"}, res.Outcome)
+			default: // rotate a ring (it refuses while the next slot still holds rows)
+				rotateChecked(rt, ctx, pool, eng, lease, rapid.SampledFrom([]engine.Ring{engine.QueueRing, engine.ClaimRing}).Draw(rt, "ring"))
 			}
 			checkInvariants(rt, ctx, pool, eng, m, queues, ids)
 		}
@@ -480,7 +523,23 @@ func TestPropertyLifecycle(t *testing.T) {
 	})
 }
 
+// rotateChecked rotates a ring and, when it moved, checks the cursor moved onto an empty slot.
+func rotateChecked(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *engine.Engine, lease engine.Lease, ring engine.Ring) {
+	res, err := eng.Rotate(ctx, lease, ring, 0)
+	require.NoError(rt, err)
+	if res.Outcome != "rotated" {
+		return
+	}
+	var empty bool
+	require.NoError(rt, pool.QueryRow(ctx, `SELECT braid.slot_empty($1, $2)`, string(ring), int16(res.Slot)).Scan(&empty))
+	require.True(rt, empty, "ring %s rotated onto slot %d, which still holds rows", ring, res.Slot)
+}
+
+// terminalCode is the state code of counters, count deltas and terminal rows.
+var terminalCode = map[engine.JobState]int{engine.StateCompleted: 5, engine.StateFailed: 6, engine.StateCancelled: 7}
+
 func checkInvariants(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *engine.Engine, m *model, queues []string, ids []int64) {
+	checkStorage(rt, ctx, pool, m, queues)
 	var multi int
 	require.NoError(rt, pool.QueryRow(ctx, `SELECT count(*) FROM (
 		SELECT c.batch_id, x FROM braid.closure c, unnest(c.members) x GROUP BY 1, 2 HAVING count(*) > 1) s`).Scan(&multi))
@@ -551,4 +610,99 @@ func checkInvariants(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, eng *
 		require.NoError(rt, err, "job %d", id)
 		require.Equal(rt, j.state, info.State, "job %d", id)
 	}
+}
+
+// checkStorage checks the storage invariants that maintenance must keep.
+func checkStorage(rt *rapid.T, ctx context.Context, pool *pgxpool.Pool, m *model, queues []string) {
+	// Per-bucket terminal counts: folded history (counter, counter_log) plus the retained
+	// evidence (count deltas, compact completions, by THE bucket rule) equal the model's
+	// terminal jobs, bucket by bucket.
+	wantBuckets := map[string]int64{}
+	for id, j := range m.jobs {
+		if code, ok := terminalCode[j.state]; ok {
+			wantBuckets[fmt.Sprintf("%s/%d/%d", j.queue, code, id%256)]++
+		}
+	}
+	gotBuckets := map[string]int64{}
+	rows, err := pool.Query(ctx, `SELECT s.queue || '/' || s.state || '/' || s.bucket, sum(s.n)::bigint FROM (
+		SELECT queue, state, bucket, n FROM braid.counter
+		UNION ALL SELECT queue, state, bucket, n FROM braid.counter_log
+		UNION ALL SELECT queue, state, bucket, delta FROM braid.count_delta
+		UNION ALL SELECT l.queue, 5::smallint, braid.bucket(j), 1 FROM braid.completion c
+			JOIN braid.lane l ON l.lane_id = c.lane_id CROSS JOIN LATERAL unnest(c.job_ids) j
+		) s GROUP BY s.queue, s.state, s.bucket HAVING sum(s.n) <> 0`)
+	require.NoError(rt, err)
+	for rows.Next() {
+		var k string
+		var n int64
+		require.NoError(rt, rows.Scan(&k, &n))
+		gotBuckets[k] = n
+	}
+	require.NoError(rt, rows.Err())
+	require.Equal(rt, wantBuckets, gotBuckets, "per-bucket terminal counts (queue/state/bucket)")
+
+	// Open attempts are exactly the model's, and each one's ready row is still in its queue
+	// slot (prune never reclaimed a slot an open attempt references).
+	wantOpen := map[string]bool{}
+	for k := range m.open {
+		wantOpen[fmt.Sprintf("%d/%d", k.job, k.lease)] = true
+	}
+	gotOpen := map[string]bool{}
+	rows, err = pool.Query(ctx, `SELECT o.job_id || '/' || o.run_lease,
+		EXISTS (SELECT 1 FROM braid.ready r WHERE r.qslot = o.qslot AND r.lane_id = o.lane_id
+		        AND r.lane_seq = o.lane_seq AND r.job_id = o.job_id)
+		FROM (SELECT array_agg(b.cslot) AS cs, array_agg(b.batch_id) AS bs FROM braid.claim_batch b) k
+		CROSS JOIN LATERAL braid.open_attempts(k.cs, k.bs) o WHERE k.cs IS NOT NULL`)
+	require.NoError(rt, err)
+	for rows.Next() {
+		var k string
+		var ready bool
+		require.NoError(rt, rows.Scan(&k, &ready))
+		require.True(rt, ready, "open attempt %s lost its ready row to a pruned queue slot", k)
+		gotOpen[k] = true
+	}
+	require.NoError(rt, rows.Err())
+	require.Equal(rt, wantOpen, gotOpen, "open attempts (job/run lease)")
+
+	// Pending ready rows (past the lane cursor, not tombstoned) are exactly the model's available
+	// jobs, one row each.
+	var wantPending []int64
+	for id, j := range m.jobs {
+		if j.state == engine.StateAvailable {
+			wantPending = append(wantPending, id)
+		}
+	}
+	slices.Sort(wantPending)
+	var gotPending []int64
+	rows, err = pool.Query(ctx, `SELECT r.job_id FROM braid.lane l
+		CROSS JOIN LATERAL (SELECT braid.lane_cursor(l.lane_id) AS seq) cur
+		JOIN braid.ready r ON r.lane_id = l.lane_id AND r.lane_seq > cur.seq
+		WHERE l.queue = ANY ($1)
+		  AND NOT EXISTS (SELECT 1 FROM braid.tombstones(l.lane_id, r.lane_seq - 1, r.lane_seq))
+		ORDER BY r.job_id`, queues)
+	require.NoError(rt, err)
+	for rows.Next() {
+		var id int64
+		require.NoError(rt, rows.Scan(&id))
+		gotPending = append(gotPending, id)
+	}
+	require.NoError(rt, rows.Err())
+	require.Equal(rt, wantPending, gotPending, "pending ready rows are the available jobs, once each")
+
+	// Each ring's ledger is contiguous, ends at the cursor and keeps the generation of every
+	// retained slot (a trim never goes further).
+	rows, err = pool.Query(ctx, `SELECT r.ring, r.slots, count(g.generation), min(g.generation), max(g.generation),
+		(SELECT c.generation FROM braid.ring_current(r.ring) c)
+		FROM braid.ring r JOIN braid.ring_gen g ON g.ring = r.ring GROUP BY r.ring, r.slots`)
+	require.NoError(rt, err)
+	for rows.Next() {
+		var ring string
+		var slots int16
+		var n, lo, hi, cur int64
+		require.NoError(rt, rows.Scan(&ring, &slots, &n, &lo, &hi, &cur))
+		require.Equal(rt, hi, cur, "ring %s: the cursor is the newest generation", ring)
+		require.Equal(rt, hi-lo+1, n, "ring %s: the ledger has no gap", ring)
+		require.GreaterOrEqual(rt, n, min(hi+1, int64(slots)), "ring %s: the ledger keeps every retained slot's generation", ring)
+	}
+	require.NoError(rt, rows.Err())
 }
