@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/braidq/braid/engine"
@@ -199,6 +202,14 @@ func (c *Client) Refresh(ctx context.Context) error { return c.dir.refresh(ctx, 
 
 // Lookup returns the queue's entry as this client's directory cache has it.
 func (c *Client) Lookup(queue string) (Entry, bool) { return c.dir.lookup(queue) }
+
+// Directory returns every entry of this client's directory cache, ordered by queue, and the
+// directory version they are complete up to. Worker nodes derive their claim units from it.
+func (c *Client) Directory() (version int64, entries []Entry) {
+	d := c.dir.snap.Load()
+	entries = slices.SortedFunc(maps.Values(d.entries), func(a, b Entry) int { return strings.Compare(a.Queue, b.Queue) })
+	return d.version, entries
+}
 
 // home returns the queue's directory entry: from the cache when known, else from the catalog,
 // placing the queue first when it is new: its desired home by weighted rendezvous hashing (or
