@@ -22,6 +22,20 @@ type Counts struct {
 	DeadLettered int64
 }
 
+// Add returns the sum of c and o, state by state (counts of one queue over several shards).
+func (c Counts) Add(o Counts) Counts {
+	return Counts{
+		Available:    c.Available + o.Available,
+		Running:      c.Running + o.Running,
+		Scheduled:    c.Scheduled + o.Scheduled,
+		Retryable:    c.Retryable + o.Retryable,
+		Completed:    c.Completed + o.Completed,
+		Failed:       c.Failed + o.Failed,
+		Cancelled:    c.Cancelled + o.Cancelled,
+		DeadLettered: c.DeadLettered + o.DeadLettered,
+	}
+}
+
 // Counts returns the queue's exact counts. Terminal counts are folded per-bucket counters plus
 // the retained evidence not yet folded, so they stay exact across prunes.
 func (e *Engine) Counts(ctx context.Context, queue string) (Counts, error) {

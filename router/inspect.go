@@ -51,24 +51,11 @@ func (c *Client) QueueStats(ctx context.Context, queue string) (QueueStats, erro
 	for id, n := range byShard {
 		if n != (Counts{}) {
 			st.ByShard[id] = n
-			st.Total = addCounts(st.Total, n)
+			st.Total = st.Total.Add(n)
 		}
 	}
 	if err != nil {
 		return st, fmt.Errorf("queue stats %q: %d of %d shards missing: %w", queue, len(missing), len(c.shards.IDs()), err)
 	}
 	return st, nil
-}
-
-func addCounts(a, b Counts) Counts {
-	return Counts{
-		Available:    a.Available + b.Available,
-		Running:      a.Running + b.Running,
-		Scheduled:    a.Scheduled + b.Scheduled,
-		Retryable:    a.Retryable + b.Retryable,
-		Completed:    a.Completed + b.Completed,
-		Failed:       a.Failed + b.Failed,
-		Cancelled:    a.Cancelled + b.Cancelled,
-		DeadLettered: a.DeadLettered + b.DeadLettered,
-	}
 }
