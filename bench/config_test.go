@@ -1,0 +1,9 @@
+package bench
+
+import "flag"
+
+func flagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	return fs
+}
