@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,27 @@ type instruments struct {
 	acks      metric.Int64Counter     // braid.node.acks
 
 	units, maintained atomic.Int64
+
+	// attribute sets, built once per (queue, shard, label): building one per job cost about
+	// an eighth of the node's CPU in braid bench.
+	sets sync.Map // attrKey -> metric.MeasurementOption
+}
+
+type attrKey struct {
+	queue string
+	shard int
+	label string // the action, or "claim" / "claim_failed"
+}
+
+// attrs returns the cached attribute set of (queue, shard, label).
+func (in *instruments) attrs(queue string, shardID int, label string, extra func() []attribute.KeyValue) metric.MeasurementOption {
+	k := attrKey{queue, shardID, label}
+	if o, ok := in.sets.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(append(destination(queue, shardID), extra()...)...))
+	in.sets.Store(k, o)
+	return o
 }
 
 var systemAttr = attribute.String("messaging.system", "braid")
@@ -80,19 +102,26 @@ func destination(queue string, shardID int) []attribute.KeyValue {
 }
 
 func (in *instruments) claimed(ctx context.Context, u unit, n int, d time.Duration, err error) {
-	attrs := append(destination(u.queue, u.shard), attribute.String("messaging.operation.name", "claim"))
+	label := "claim"
 	if err != nil {
-		attrs = append(attrs, attribute.String("error.type", "claim_failed"))
+		label = "claim_failed"
 	}
-	in.operation.Record(ctx, d.Seconds(), metric.WithAttributes(attrs...))
+	in.operation.Record(ctx, d.Seconds(), in.attrs(u.queue, u.shard, label, func() []attribute.KeyValue {
+		kv := []attribute.KeyValue{attribute.String("messaging.operation.name", "claim")}
+		if err != nil {
+			kv = append(kv, attribute.String("error.type", "claim_failed"))
+		}
+		return kv
+	}))
 	if n > 0 {
-		in.consumed.Add(ctx, int64(n), metric.WithAttributes(destination(u.queue, u.shard)...))
+		in.consumed.Add(ctx, int64(n), in.attrs(u.queue, u.shard, "", func() []attribute.KeyValue { return nil }))
 	}
 }
 
 func (in *instruments) processed(c engine.Claimed, res worker.Result) {
-	attrs := append(destination(c.Queue, c.Receipt.ShardID), attribute.String("braid.job.action", res.Action.String()))
-	in.process.Record(context.Background(), res.Duration.Seconds(), metric.WithAttributes(attrs...))
+	action := res.Action.String()
+	in.process.Record(context.Background(), res.Duration.Seconds(), in.attrs(c.Queue, c.Receipt.ShardID, action,
+		func() []attribute.KeyValue { return []attribute.KeyValue{attribute.String("braid.job.action", action)} }))
 }
 
 func (in *instruments) acked(acks []worker.Acked) {
