@@ -60,8 +60,18 @@
 //	promotion:   deferred rows (FOR UPDATE SKIP LOCKED) -> lane enqueue (1) sorted by lane_id
 //	retry:       job retry (5) -> unique-key row -> lane enqueue (1)
 //	maintenance: lease row (FOR KEY SHARE, to commit) -> ring (6) -> the slot's child partitions
-//	             (ACCESS EXCLUSIVE, short lock_timeout) -> current slot (carry-forward) -> counter_log;
+//	             (ACCESS EXCLUSIVE within the lock timeout, waiting for one at a time while
+//	             holding none of the others) -> current slot (carry-forward) -> counter_log;
 //	             a lease takeover locks the lease row FOR UPDATE first
+//
+// Every hot-path statement runs a generic plan, and in PostgreSQL 15 a generic plan locks every
+// partition of the tables it reads when it starts, so a slot's ACCESS EXCLUSIVE locks stop all
+// traffic on those tables for as long as they are held or queued for. Prune therefore never
+// holds one of a slot's partitions while it waits for another (slot_lock: a round that finds one
+// busy releases what it took and waits for that one alone next), so it stands in at most one
+// partition's lock queue at a time, holding nothing the transactions ahead of it could need, and
+// its locked phase is bounded by the rows it carries, not by the slot's size (queue_slot_prune
+// reads per lane of the slot, by index).
 //
 // A lock that guards a read is always taken in a statement of its own: in READ COMMITTED a
 // statement's snapshot predates its own lock wait, so a lock-and-read statement can miss the
@@ -89,21 +99,21 @@
 // counter rebuild (one bucket per run, in turn), dead-letter trim and stats. Run opens its own
 // pool of the engine's database with one connection per step plus one for the lease, so a slow or
 // blocked prune never delays promotion or rescue by holding a connection they wait for, and the
-// maintainer never takes connections from traffic (a prune waiting for its slot's locks still
-// delays anything that needs those partitions, for at most LockTimeout).
+// maintainer never takes connections from traffic (a prune waiting for one of its slot's
+// partitions still delays anything that needs it, for at most LockTimeout; see Locks).
 //
 // Each step waits its interval after a run that did its work or found nothing to do, runs again at
-// once after a full batch (promote, rescue, rehome, trim), and backs off after a skipped or
-// blocked prune, a rotation refused by a busy next slot, a fold, ledger trim or rebuild standing
-// down, or an error: the wait doubles each time, capped at MaxBackoff (never below the interval),
+// once after a full batch (promote, rescue, rehome, trim) or a pruned slot, and backs off after a
+// skipped or blocked prune, a rotation refused by a busy next slot, a fold, ledger trim or rebuild
+// standing down, or an error: the wait doubles each time, capped at MaxBackoff (never below the interval),
 // and returns to the interval after the first run that is not a back-off outcome.
 //
 // The lease-checked steps (rotate, prune, fold, ledger trim, rebuild) start their transactions
 // with the lease check; promote, rescue, rehome and dead-letter trim are safe to run concurrently
 // and are scheduled only while the lease is held. After a fold or a ledger trim that wrote, the
-// step's next run first VACUUMs the small tables it churned (counter_log, counter,
-// maintenance_lease; ring_gen), so their dead tuples last one interval, not until autovacuum's
-// next visit. When a renewal or a step finds the lease lost
+// step VACUUMs the small tables it churned (counter_log, counter, maintenance_lease; ring_gen) as
+// soon as no snapshot older than the write is held (waiting at most a second; otherwise its next
+// run VACUUMs first), so their dead tuples last milliseconds, not until autovacuum's next visit. When a renewal or a step finds the lease lost
 // (or no renewal succeeded for a whole TTL), Run cancels the other steps, waits for them and
 // returns ErrLeaseLost; when its context ends it waits for them and releases the lease
 // (LeaseRelease), so a successor takes it at once. Every change of the lease's hands is in the

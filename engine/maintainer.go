@@ -159,7 +159,7 @@ type stepResult struct {
 	outcome string
 	reason  string
 	backoff bool // skipped, blocked or standing down: wait longer before the next try
-	again   bool // a full batch: more is waiting, run again at once
+	again   bool // a full batch or a pruned slot: more may be waiting, run again at once
 }
 
 // NewMaintainer returns a maintainer for the engine's shard. It does no I/O.
@@ -217,6 +217,9 @@ func (m *Maintainer) schedule() []step {
 			case "blocked":
 				r.reason, r.backoff = fmt.Sprintf("slot %d: lock timeout after %s", res.Slot, res.LockWait), true
 			case "pruned":
+				// More sealed slots may be waiting (a ring that filled while prunes were
+				// skipped): drain them now rather than one per interval.
+				r.again = true
 				r.reason = fmt.Sprintf("slot %d: lock wait %s, truncate %s, commit %s, carried %d",
 					res.Slot, res.LockWait, res.Truncate, res.Commit, res.Carried)
 			}
@@ -492,12 +495,13 @@ func (m *Maintainer) Status() []StepStatus {
 }
 
 // afterWrites wraps a step that DELETEs or UPDATEs rows of small warm tables (a fold's DELETE
-// from counter_log and UPDATEs of counter, a ledger trim's DELETE): after a run whose outcome
-// was wrote, the next run first VACUUMs those tables, so the dead row versions are reclaimed
-// within one interval rather than at autovacuum's next visit (a fold every few seconds leaves a
-// few hundred each time). Not right after the write: transactions running at its commit may
-// still see the old versions, so VACUUM could not remove them yet. The step's goroutine is
-// the only user of the flag.
+// from counter_log and UPDATEs of counter, a ledger trim's DELETE). After a run whose outcome
+// was wrote it VACUUMs those tables as soon as the MVCC horizon has passed the write: once no
+// backend of the database runs a transaction or holds a snapshot older than the write's commit
+// (polled every horizonPoll for at most horizonWait), the dead row versions are removable, so
+// they live for milliseconds, not until the next run or autovacuum's next visit (a fold every
+// few seconds leaves a few hundred each time). When the horizon stays pinned for
+// longer, the next run VACUUMs first. The step's goroutine is the only user of the flag.
 func afterWrites(run func(context.Context, *Engine, Lease) (stepResult, error), wrote string, tables ...string) func(context.Context, *Engine, Lease) (stepResult, error) {
 	dirty := false
 	return func(ctx context.Context, e *Engine, l Lease) (stepResult, error) {
@@ -508,8 +512,51 @@ func afterWrites(run func(context.Context, *Engine, Lease) (stepResult, error), 
 			dirty = false
 		}
 		r, err := run(ctx, e, l)
-		dirty = err == nil && r.outcome == wrote
-		return r, err
+		if err != nil || r.outcome != wrote {
+			return r, err
+		}
+		dirty = true
+		passed, err := e.awaitHorizon(ctx, horizonPoll, horizonWait)
+		if err != nil || !passed {
+			return r, err
+		}
+		if err := e.vacuum(ctx, tables...); err != nil {
+			return r, err
+		}
+		dirty = false
+		return r, nil
+	}
+}
+
+// How often and for how long a step that wrote waits for the MVCC horizon to pass its write
+// before it VACUUMs (afterWrites). Hot-path transactions last milliseconds.
+const (
+	horizonPoll = 10 * time.Millisecond
+	horizonWait = time.Second
+)
+
+// awaitHorizon waits, polling every poll for at most wait, until the MVCC horizon has passed
+// every transaction that had committed when it was called (braid.horizon_passed). False: it had
+// not when the wait ended.
+func (e *Engine) awaitHorizon(ctx context.Context, poll, wait time.Duration) (bool, error) {
+	var next string
+	if err := e.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&next); err != nil {
+		return false, fmt.Errorf("shard %d: await MVCC horizon: %w", e.id.ShardID, err)
+	}
+	q := inSchema(`SELECT braid.horizon_passed($1::text::xid8)`, e.cfg.Schema)
+	for deadline := time.Now().Add(wait); ; {
+		var passed bool
+		if err := e.pool.QueryRow(ctx, q, next).Scan(&passed); err != nil {
+			return false, fmt.Errorf("shard %d: await MVCC horizon past xid %s: %w", e.id.ShardID, next, err)
+		}
+		if passed || time.Now().After(deadline) {
+			return passed, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(poll):
+		}
 	}
 }
 

@@ -405,3 +405,40 @@ func claimAndComplete(ctx context.Context, eng *engine.Engine, completed *atomic
 	completed.Add(int64(len(cs)))
 	return nil
 }
+
+// TestMaintainerVacuumsRightAfterFold: a fold that wrote VACUUMs counter_log and counter as soon
+// as no older snapshot is held, in the same run, not at its next run: the dead row versions a
+// fold leaves behind are gone (pgstattuple) when the run reports folded, and the statistics
+// agree once every backend has reported (the fold publishes its own at commit, so they cannot
+// arrive after the VACUUM and count its rows again).
+func TestMaintainerVacuumsRightAfterFold(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "q", settings(1, 5, true, time.Minute)))
+	admin := adminConn(t, b)
+	_, err := admin.Exec(b.ctx, `CREATE EXTENSION IF NOT EXISTS pgstattuple`)
+	require.NoError(t, err)
+	cfg := fastMaintainer("node-a", nil)
+	cfg.FoldInterval, cfg.RebuildInterval = 500*time.Millisecond, time.Hour
+	m, err := engine.NewMaintainer(b.eng, cfg)
+	require.NoError(t, err)
+	stop := runMaintainer(b.ctx, m)
+	defer func() { require.NoError(t, stop()) }()
+	// Every step has run once (its connection is open): the fold found nothing to do.
+	require.Eventually(t, func() bool { return len(m.Status()) == 12 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, "nothing", stepStatus(m, "fold").Outcome)
+
+	b.exec(t, `INSERT INTO braid.counter_log (queue, state, bucket, n) SELECT 'q', 5, g, 1 FROM generate_series(1, 255) g`)
+	require.Eventually(t, func() bool { return stepStatus(m, "fold").Outcome == "folded" }, 10*time.Second, time.Millisecond)
+	var dead, vacuumed int64
+	require.NoError(t, admin.QueryRow(b.ctx, `SELECT dead_tuple_count FROM pgstattuple('braid.counter_log')`).Scan(&dead))
+	require.NoError(t, admin.QueryRow(b.ctx, `SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'braid.counter_log'::regclass`).Scan(&vacuumed))
+	require.Equal(t, "folded", stepStatus(m, "fold").Outcome, "read before the fold's next run")
+	require.Positive(t, vacuumed, "the fold's run vacuumed counter_log")
+	require.Zero(t, dead, "the fold's dead row versions are gone")
+	flushStats(t, b)
+	require.Zero(t, b.scalar(t, `SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'braid.counter_log'::regclass`),
+		"and the statistics say so once every backend has reported")
+	require.Zero(t, b.scalar(t, `SELECT count(*) FROM braid.counter_log`))
+	require.Equal(t, engine.Counts{Completed: 255}, counts(t, b, "q"))
+}

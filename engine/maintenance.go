@@ -188,7 +188,15 @@ func (e *Engine) FoldCounters(ctx context.Context, l Lease, maxPin time.Duration
 	}
 	var res FoldResult
 	err := e.maintain(ctx, l, "fold counters", func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, e.sql.counterFold, maxPin).Scan(&res.Outcome, &res.Rows)
+		if err := tx.QueryRow(ctx, e.sql.counterFold, maxPin).Scan(&res.Outcome, &res.Rows); err != nil {
+			return err
+		}
+		// Publish this backend's table statistics when the fold commits, not up to a second
+		// later: a VACUUM right after the fold (the Maintainer's) then finds the fold's dead
+		// tuples counted and resets the count to what it left, instead of being overtaken by a
+		// late report of dead tuples it has already removed.
+		_, err := tx.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		return err
 	})
 	return res, err
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/braidq/braid/engine"
@@ -336,4 +337,153 @@ func trafficRound(t *testing.T, b *bundle, l engine.Lease, queue string, n int) 
 		_, err := b.eng.Rotate(b.ctx, l, ring, 0)
 		require.NoError(t, err)
 	}
+}
+
+// adminConn connects to the test's database as the superuser (settings a non-superuser cannot
+// change, e.g. track_functions).
+func adminConn(t *testing.T, b *bundle) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(b.dsn)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(b.ctx, b.cluster.AdminDSN(cfg.Database))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// TestPruneCarryIsBoundedByPendingRows: the queue prune's work under the slot's locks grows
+// with the rows it carries, not with the slot's size. A slot of 3000 ready rows, 10 of them
+// still pending (one of those cancelled), with planner statistics of the filled partitions
+// (what autovacuum gives a busy shard, and what turned version 7's carry into a probe of the
+// tombstones and the lane cursor per ready row of the slot): the prune carries the 9 and calls
+// braid.tombstones and braid.lane_cursor once per lane, counted by the server
+// (track_functions) in the prune's own transaction.
+func TestPruneCarryIsBoundedByPendingRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "q", settings(1, 5, true, time.Minute)))
+	for range 3 {
+		_, err := b.eng.EnqueueMany(b.ctx, benchJobs("q", 1000))
+		require.NoError(t, err)
+	}
+	for done := 0; done < 2990; {
+		cs := claimAll(t, b, "q", min(256, 2990-done))
+		require.NotEmpty(t, cs)
+		_, err := b.eng.Complete(b.ctx, receipts(cs))
+		require.NoError(t, err)
+		done += len(cs)
+	}
+	pending := b.scalar(t, `SELECT max(job_id) FROM braid.ready_0`)
+	res, err := b.eng.Cancel(b.ctx, pending)
+	require.NoError(t, err)
+	require.True(t, res.Cancelled)
+	b.exec(t, `DO $$ DECLARE r record; BEGIN
+		FOR r IN SELECT c.relname FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
+		         WHERE c.relnamespace = 'braid'::regnamespace LOOP
+			EXECUTE format('ANALYZE braid.%I', r.relname);
+		END LOOP; END $$`)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	for _, ring := range []engine.Ring{engine.QueueRing, engine.ClaimRing} {
+		rot, err := b.eng.Rotate(b.ctx, l, ring, 0)
+		require.NoError(t, err)
+		require.Equal(t, "rotated", rot.Outcome)
+	}
+
+	admin := adminConn(t, b)
+	tx, err := admin.Begin(b.ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	_, err = tx.Exec(b.ctx, `SET LOCAL track_functions = 'pl'`)
+	require.NoError(t, err)
+	var (
+		outcome                string
+		slot                   int16
+		carried, tombs, cursor int64
+	)
+	require.NoError(t, tx.QueryRow(b.ctx, `SELECT p.outcome, p.slot, p.carried FROM braid.queue_slot_prune('1s') p`).Scan(&outcome, &slot, &carried))
+	require.NoError(t, tx.QueryRow(b.ctx, `SELECT
+		coalesce(pg_stat_get_xact_function_calls('braid.tombstones(integer,bigint,bigint)'::regprocedure), 0),
+		coalesce(pg_stat_get_xact_function_calls('braid.lane_cursor(integer)'::regprocedure), 0)`).Scan(&tombs, &cursor))
+	require.NoError(t, tx.Commit(b.ctx))
+	require.Equal(t, "pruned", outcome)
+	require.Equal(t, int16(0), slot)
+	require.Equal(t, int64(9), carried, "the pending rows, less the cancelled one")
+	require.LessOrEqual(t, tombs, int64(1), "one tombstone read per lane, not per ready row")
+	require.LessOrEqual(t, cursor, int64(1), "one cursor read per lane, not per ready row")
+
+	cs := claimAll(t, b, "q", 100)
+	require.Len(t, cs, 9, "the carried rows are claimable, the cancelled one is not")
+	require.Less(t, cs[len(cs)-1].Receipt.JobID, pending)
+	_, err = b.eng.Complete(b.ctx, receipts(cs))
+	require.NoError(t, err)
+	require.Equal(t, engine.Counts{Completed: 2999, Cancelled: 1}, counts(t, b, "q"))
+}
+
+// TestPruneNeverHoldsAPartitionWhileWaiting: a writer holds one partition of a sealed claim
+// slot (closure_0) for longer than the prune's lock timeout. While the prune tries for the slot,
+// the slot's other partition (claim_batch_0) stays readable at once: the prune never keeps one
+// partition ACCESS EXCLUSIVE while it waits for another (version 6's slot_lock kept
+// claim_batch_0 for the whole timeout). The prune reports blocked after its timeout, and
+// prunes once the writer is gone.
+func TestPruneNeverHoldsAPartitionWhileWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	trafficRound(t, b, l, "q", 10)
+
+	writer, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer writer.Rollback(context.Background()) //nolint:errcheck // released below
+	_, err = writer.Exec(b.ctx, `LOCK TABLE braid.closure_0 IN ROW EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	const timeout = 3 * time.Second
+	type result struct {
+		res engine.PruneResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := b.eng.PruneClaimSlot(b.ctx, l, timeout)
+		done <- result{res, err}
+	}()
+	require.Eventually(t, func() bool {
+		return b.scalar(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE query LIKE '%claim_slot_prune%' AND state = 'active' AND pid <> pg_backend_pid()
+			  AND clock_timestamp() - query_start > interval '200 ms'`) == 1
+	}, 10*time.Second, 5*time.Millisecond, "the prune is trying for the slot's locks")
+
+	reader, err := b.pool.Acquire(b.ctx)
+	require.NoError(t, err)
+	defer reader.Release()
+	for range 5 {
+		tx, err := reader.Begin(b.ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(b.ctx, `SET LOCAL lock_timeout = '500ms'`)
+		require.NoError(t, err)
+		var n int64
+		require.NoError(t, tx.QueryRow(b.ctx, `SELECT count(*) FROM braid.claim_batch_0`).Scan(&n),
+			"claim_batch_0 is not held while the prune waits for closure_0")
+		require.Positive(t, n)
+		require.NoError(t, tx.Rollback(b.ctx))
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the prune ended while the writer held closure_0: %+v, %v", r.res, r.err)
+	default:
+	}
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, engine.PruneResult{Outcome: "blocked", Slot: 0}, withoutTimings(r.res))
+	require.GreaterOrEqual(t, r.res.LockWait, timeout, "it tried for the whole lock timeout")
+	require.NoError(t, writer.Rollback(b.ctx))
+	res, err := b.eng.PruneClaimSlot(b.ctx, l, timeout)
+	require.NoError(t, err)
+	require.Equal(t, engine.PruneResult{Outcome: "pruned", Slot: 0}, withoutTimings(res))
 }
