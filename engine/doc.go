@@ -63,6 +63,11 @@
 //	             (ACCESS EXCLUSIVE within the lock timeout, waiting for one at a time while
 //	             holding none of the others) -> current slot (carry-forward) -> counter_log;
 //	             a lease takeover locks the lease row FOR UPDATE first
+//	counter rebuild: lease row -> counter_log (SHARE ROW EXCLUSIVE, so no fold or prune log insert
+//	             changes the bucket's history meanwhile) -> counter rows
+//	ledger trim: lease row -> ring (6) of the queue ring, then of the claim ring -> ring_gen rows
+//	heartbeat:   claim batch (3) of the resolved receipts, resolved again under the lock until
+//	             stable (a re-home it waited for moved them on)
 //
 // Every hot-path statement runs a generic plan, and in PostgreSQL 15 a generic plan locks every
 // partition of the tables it reads when it starts, so a slot's ACCESS EXCLUSIVE locks stop all
