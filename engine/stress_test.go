@@ -19,6 +19,10 @@ import (
 
 // stressLedger is the test's record of what the engine acknowledged during the stress run.
 type stressLedger struct {
+	// enq is held for writing by a producer from before its enqueue until it has recorded the
+	// jobs, and for reading by every recorder of claims and endings: a job can be claimed the
+	// moment its enqueue commits, before EnqueueMany has even returned its id.
+	enq       sync.RWMutex
 	mu        sync.Mutex
 	queueOf   map[int64]string          // every enqueued job
 	ids       []int64                   // the same, in enqueue order (the canceller samples it)
@@ -47,6 +51,8 @@ func (l *stressLedger) enqueued(q string, res []engine.EnqueueResult) {
 }
 
 func (l *stressLedger) claim(cs []engine.Claimed) error {
+	l.enq.RLock()
+	defer l.enq.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range cs {
@@ -65,6 +71,8 @@ func (l *stressLedger) claim(cs []engine.Claimed) error {
 
 // end records that call ended attempt r (Applied), and the job's terminal state if it reached one.
 func (l *stressLedger) end(call string, r engine.Receipt, terminal engine.JobState) error {
+	l.enq.RLock()
+	defer l.enq.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := attemptKey{r.JobID, r.RunLease}
@@ -259,11 +267,15 @@ func stressProduce(b *bundle, led *stressLedger, rng *rand.Rand) error {
 			jobs[i].OrderingKey = fmt.Sprintf("k%d", rng.IntN(5))
 		}
 	}
+	led.enq.Lock()
 	res, err := b.eng.EnqueueMany(b.ctx, jobs)
+	if err == nil {
+		led.enqueued(q, res)
+	}
+	led.enq.Unlock()
 	if err != nil {
 		return err
 	}
-	led.enqueued(q, res)
 	time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
 	return nil
 }
