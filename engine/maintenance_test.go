@@ -205,15 +205,7 @@ func TestPausedQueueDoesNotPinTheRing(t *testing.T) {
 	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "paused", settings(1, 5, true, time.Minute)))
-	var paused []engine.Job
-	for i := range 100 {
-		j := job("paused")
-		j.Args = []byte(fmt.Sprintf(`{"i":%d}`, i))
-		paused = append(paused, j)
-	}
-	_, err = b.eng.EnqueueMany(b.ctx, paused)
-	require.NoError(t, err)
+	pausedBacklog(t, b, 100)
 
 	const rounds = 40 // two and a half wraps of the 16-slot queue ring
 	carried, pruned := int64(0), 0
@@ -243,20 +235,7 @@ func TestPausedQueueDoesNotPinTheRing(t *testing.T) {
 		WHERE schemaname = 'braid' AND relname ~ '^(ready|tombstone|emission|completion|terminal|count_delta|claim_batch|closure)_'`),
 		"reclamation is by TRUNCATE: no dead tuples on the hot tables")
 
-	var got []int
-	for {
-		cs := claimAll(t, b, "paused", 7)
-		if len(cs) == 0 {
-			break
-		}
-		for _, c := range cs {
-			var a struct{ I int }
-			require.NoError(t, json.Unmarshal(c.Args, &a))
-			got = append(got, a.I)
-		}
-		_, err := b.eng.Complete(b.ctx, receipts(cs))
-		require.NoError(t, err)
-	}
+	got := drainPaused(t, b)
 	want := make([]int, 100)
 	for i := range want {
 		want[i] = i
@@ -313,6 +292,40 @@ func TestPinnedHorizon(t *testing.T) {
 	res, err = b.eng.FoldCounters(b.ctx, l, 100*time.Millisecond)
 	require.NoError(t, err)
 	require.Equal(t, engine.FoldResult{Outcome: "nothing"}, res)
+}
+
+// pausedBacklog enqueues n jobs on queue "paused" (one lane), with args {"i": 0..n-1}: a
+// backlog nobody claims while other traffic makes the rings wrap.
+func pausedBacklog(t *testing.T, b *bundle, n int) {
+	t.Helper()
+	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "paused", settings(1, 5, true, time.Minute)))
+	jobs := make([]engine.Job, n)
+	for i := range jobs {
+		jobs[i] = job("paused")
+		jobs[i].Args = []byte(fmt.Sprintf(`{"i":%d}`, i))
+	}
+	_, err := b.eng.EnqueueMany(b.ctx, jobs)
+	require.NoError(t, err)
+}
+
+// drainPaused claims and completes queue "paused" until it is empty and returns the jobs' "i"
+// args in the order they were claimed.
+func drainPaused(t *testing.T, b *bundle) []int {
+	t.Helper()
+	var got []int
+	for {
+		cs := claimAll(t, b, "paused", 7)
+		if len(cs) == 0 {
+			return got
+		}
+		for _, c := range cs {
+			var a struct{ I int }
+			require.NoError(t, json.Unmarshal(c.Args, &a))
+			got = append(got, a.I)
+		}
+		_, err := b.eng.Complete(b.ctx, receipts(cs))
+		require.NoError(t, err)
+	}
 }
 
 // trafficRound enqueues n jobs, claims and completes everything available in the queue, and

@@ -451,15 +451,7 @@ func TestTrimRingLedger(t *testing.T) {
 	l, ok, err := b.eng.LeaseAcquire(b.ctx, "node-a", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.NoError(t, b.eng.ConfigureQueue(b.ctx, "paused", settings(1, 5, true, time.Minute)))
-	var paused []engine.Job
-	for i := range 30 {
-		j := job("paused")
-		j.Args = []byte(fmt.Sprintf(`{"i":%d}`, i))
-		paused = append(paused, j)
-	}
-	_, err = b.eng.EnqueueMany(b.ctx, paused)
-	require.NoError(t, err)
+	pausedBacklog(t, b, 30)
 
 	ledger := func(ring string) (rows, oldest, newest int64) {
 		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*), min(generation), max(generation) FROM braid.ring_gen WHERE ring = $1`, ring).
@@ -490,20 +482,7 @@ func TestTrimRingLedger(t *testing.T) {
 	}
 	require.Equal(t, engine.Counts{Completed: rounds * 10}, counts(t, b, "busy"))
 	require.Equal(t, engine.Counts{Available: 30}, counts(t, b, "paused"))
-	var got []int
-	for {
-		cs := claimAll(t, b, "paused", 7)
-		if len(cs) == 0 {
-			break
-		}
-		for _, c := range cs {
-			var a struct{ I int }
-			require.NoError(t, json.Unmarshal(c.Args, &a))
-			got = append(got, a.I)
-		}
-		_, err := b.eng.Complete(b.ctx, receipts(cs))
-		require.NoError(t, err)
-	}
+	got := drainPaused(t, b)
 	require.Len(t, got, 30)
 	for i, v := range got {
 		require.Equal(t, i, v, "paused jobs come out in order")
